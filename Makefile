@@ -1,0 +1,90 @@
+# QEMU device-model tree: our files and patches on a pinned QEMU 10.0 base.
+# `make` builds with the defaults; `./configure --help` lists the options.
+
+-include config.mak
+TARGETS ?= x86_64
+ASAN ?= no
+BASE ?=
+WITH_UPSTREAM ?= no
+
+B := build
+comma := ,
+empty :=
+space := $(empty) $(empty)
+target_names := $(subst $(comma),$(space),$(TARGETS))
+QEMU_OPTS := --target-list=$(subst $(space),$(comma),$(foreach t,$(target_names),$(t)-softmmu)) \
+	--enable-kvm $(if $(filter yes,$(ASAN)),--enable-asan --enable-ubsan)
+BASEDIR := $(if $(BASE),$(BASE),$(B)/base)
+
+# What our tests need from the QEMU build.
+unit_tests := $(shell sed -e 's/\#.*//' tests/unit/downstream-unit-tests.txt | awk 'NF {print $$1}')
+qtests := $(shell sed -e 's/\#.*//' tests/qtest/downstream-qtests.txt)
+ours_targets := $(foreach t,$(target_names),qemu-system-$(t)) \
+	$(addprefix tests/unit/,$(unit_tests)) $(addprefix tests/qtest/,$(qtests))
+
+tiny_guests := $(patsubst tests/guest/%.S,$(B)/guest/%.bin,$(wildcard tests/guest/*.S))
+RUNNER := python3 tests/runner.py --build $(B)
+
+.PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools \
+	check check-unit check-qtest check-kvm check-e2e demo bench clean distclean
+
+all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
+
+deps:
+	@scripts/deps.sh
+
+base: deps
+	@scripts/fetch-base $(B) $(BASE)
+
+# Always re-prepared: the sync keeps unchanged files' mtimes, so ninja
+# rebuilds exactly what changed and never builds stale sources.
+prepare: base
+	@scripts/prepare-tree $(BASEDIR) $(B)/ours/src
+
+build: prepare
+	@scripts/build-qemu dm $(B)/ours/src $(B)/ours/qemu $(B)/tools "$(QEMU_OPTS)" $(ours_targets)
+
+upstream: base
+	@scripts/prepare-tree --pristine $(BASEDIR) $(B)/upstream/src
+	@scripts/build-qemu upstream $(B)/upstream/src $(B)/upstream/qemu $(B)/tools "$(QEMU_OPTS)" \
+		$(foreach t,$(target_names),qemu-system-$(t))
+
+guest: guest-tiny guest-linux
+guest-tiny: $(tiny_guests)
+guest-linux: deps
+	@scripts/guest-linux $(B)/guest
+
+# Tiny real-mode guests: 64 KiB flat images loaded with -bios.
+$(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
+	@mkdir -p $(@D)
+	@echo "guest: assembling $*"
+	@gcc -c -nostdinc -I tests/guest -o $(B)/guest/$*.o $<
+	@ld -Ttext=0 -e 0 -o $(B)/guest/$*.elf $(B)/guest/$*.o
+	@objcopy -O binary -j .text $(B)/guest/$*.elf $@
+
+$(B)/bench/kvm-port-loop: bench/kvm-port-loop.c
+	@mkdir -p $(@D)
+	@gcc -O2 -Wall -o $@ $<
+bench-tools: $(B)/bench/kvm-port-loop
+
+check: build guest
+	@$(RUNNER) unit qtest kvm e2e
+check-unit: build
+	@$(RUNNER) unit
+check-qtest: build
+	@$(RUNNER) qtest
+check-kvm: build guest-tiny
+	@$(RUNNER) kvm
+check-e2e: build guest-linux
+	@$(RUNNER) e2e
+
+demo: build guest bench-tools
+	@python3 scripts/demo.py --build $(B)
+
+bench: build upstream guest-tiny bench-tools
+	@python3 bench/coalesced_io.py --build $(B)
+
+clean:
+	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/bench
+distclean:
+	rm -rf $(B) config.mak

@@ -1,0 +1,174 @@
+"""How our tests, benchmarks and demo run QEMU with our guests.
+
+- tiny guests: 64 KiB real-mode images (tests/guest/*.S, built into
+  BUILD/guest/*.bin) loaded with -bios; they end by writing isa-debug-exit
+  at port 0xf4, so QEMU exits with status (value << 1) | 1.
+- the Linux guest: Debian's kernel and our initramfs (scripts/guest-linux);
+  a test script is appended as a second cpio archive and its output is read
+  from the serial console.
+"""
+import gzip
+import io
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+DEBUG_EXIT = ["-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
+
+
+def qemu_binary(build, which="ours", target="x86_64"):
+    return os.path.join(build, which, "qemu", f"qemu-system-{target}")
+
+
+def kvm_unavailable():
+    """None when /dev/kvm can be used, else the reason it cannot."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError as e:
+        return f"/dev/kvm not usable here ({e.strerror})"
+    os.close(fd)
+    return None
+
+
+def debug_exit_status(value):
+    return ((value << 1) | 1) & 0xff
+
+
+def tiny_cmd(build, image, machine="pc", accel="kvm", which="ours", extra=()):
+    return [qemu_binary(build, which), "-M", machine, "-accel", accel,
+            "-nodefaults", "-display", "none", "-m", "16M",
+            "-bios", os.path.join(build, "guest", image)] + DEBUG_EXIT + list(extra)
+
+
+def run_tiny(build, image, timeout=120, **kw):
+    """Run a tiny guest to its exit; returns (exit status, QEMU's stderr)."""
+    p = subprocess.run(tiny_cmd(build, image, **kw), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=timeout)
+    return p.returncode, p.stderr
+
+
+def patched_image(build, image, out, **fields):
+    """A copy of a tiny guest image with data fields at its 0xff00 block set
+    (port-loop.S: count u32 at 0xff00, port u16 at 0xff04, width u8 at 0xff06)."""
+    layout = {"count": (0xff00, 4), "port": (0xff04, 2), "width": (0xff06, 1)}
+    with open(os.path.join(build, "guest", image), "rb") as f:
+        data = bytearray(f.read())
+    for name, value in fields.items():
+        off, size = layout[name]
+        data[off:off + size] = int(value).to_bytes(size, "little")
+    with open(out, "wb") as f:
+        f.write(data)
+    return out
+
+
+def _cpio_newc(files):
+    """A gzipped newc cpio archive of {path: (mode, bytes)}."""
+    buf = io.BytesIO()
+    ino = 1000
+
+    def entry(name, mode, data):
+        nonlocal ino
+        ino += 1
+        name_b = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_b), 0))
+        buf.write(hdr.encode() + name_b)
+        buf.write(b"\0" * (-(110 + len(name_b)) % 4))
+        buf.write(data)
+        buf.write(b"\0" * (-len(data) % 4))
+
+    for path, (mode, data) in files.items():
+        entry(path, mode, data)
+    entry("TRAILER!!!", 0, b"")
+    return gzip.compress(buf.getvalue(), compresslevel=1)
+
+
+def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
+                machine="q35", memory="512M,slots=2,maxmem=2G", qmp=None):
+    """Boot the Linux guest under TCG and run `script` (sh) as /test.sh.
+
+    Returns (QEMU exit status, console text).  To talk QMP to the guest
+    while it runs, use linux_guest_start with qmp=PATH instead."""
+    p, initrd = linux_guest_start(build, script, qemu_args, which, machine, memory, qmp)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+        out += f"\n[runner: guest killed after {timeout}s]\n"
+    finally:
+        os.unlink(initrd)
+    return p.returncode, out
+
+
+def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
+                      memory="512M,slots=2,maxmem=2G", qmp=None):
+    """Start the Linux guest; returns (Popen, initrd path to unlink after)."""
+    guest = os.path.join(build, "guest")
+    with open(os.path.join(guest, "initramfs.cpio.gz"), "rb") as f:
+        base = f.read()
+    fd, initrd = tempfile.mkstemp(prefix="initrd-", suffix=".gz", dir=guest)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base)
+        f.write(_cpio_newc({"test.sh": (0o100755, script.encode())}))
+    cmd = [qemu_binary(build, which), "-M", machine, "-accel", "tcg", "-m", memory,
+           "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
+           "-kernel", os.path.join(guest, "vmlinuz"), "-initrd", initrd,
+           "-append", "console=ttyS0 panic=-1 quiet"]
+    if qmp:
+        cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    cmd += list(qemu_args)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, errors="replace")
+    return p, initrd
+
+
+def guest_values(console):
+    """The `@@ key value` lines a guest script printed, as a dict."""
+    values = {}
+    for line in console.splitlines():
+        line = line.strip()
+        if line.startswith("@@ "):
+            parts = line[3:].split(None, 1)
+            values[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return values
+
+
+class QMP:
+    """A minimal QMP client over a unix socket."""
+
+    def __init__(self, path, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.file = self.sock.makefile("rw")
+        json.loads(self.file.readline())          # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.file.write(json.dumps(msg) + "\n")
+        self.file.flush()
+        while True:
+            resp = json.loads(self.file.readline())
+            if "event" in resp:
+                continue
+            if "error" in resp:
+                raise RuntimeError(f"{name}: {resp['error'].get('desc')}")
+            return resp["return"]
+
+    def close(self):
+        self.sock.close()
