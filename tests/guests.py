@@ -172,3 +172,81 @@ class QMP:
 
     def close(self):
         self.sock.close()
+
+
+class TinyVM:
+    """A tiny guest run with QMP and isa-debugcon output, for tests that
+    inspect QEMU while the guest is parked (tests/guest/debugcon.inc)."""
+
+    def __init__(self, build, image, machine="pc", accel="kvm", which="ours",
+                 extra=(), incoming=None, start=True):
+        self.dir = tempfile.mkdtemp(prefix="tinyvm-")
+        self.qmp_path = os.path.join(self.dir, "qmp.sock")
+        self.out_path = os.path.join(self.dir, "debugcon.txt")
+        cmd = tiny_cmd(build, image, machine=machine, accel=accel, which=which,
+                       extra=list(extra) + [
+                           "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+                           "-chardev", f"file,id=dbgcon,path={self.out_path}",
+                           "-device", "isa-debugcon,iobase=0xe9,chardev=dbgcon"])
+        if not start:
+            cmd.append("-S")
+        if incoming:
+            cmd += ["-incoming", incoming]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        try:
+            self.qmp = QMP(self.qmp_path)
+        except Exception:
+            self.proc.kill()
+            raise RuntimeError(f"QEMU did not start: {self.proc.communicate()[1]}")
+
+    def output(self):
+        try:
+            with open(self.out_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_output(self, marker, timeout=60):
+        deadline = time.monotonic() + timeout
+        while marker not in self.output():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"QEMU exited ({self.proc.returncode}) before "
+                                   f"{marker!r}: {self.proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {marker!r} from the guest in {timeout}s; "
+                                   f"it printed {self.output()!r}")
+            time.sleep(0.02)
+        return self.output()
+
+    def wait_exit(self, timeout=60):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"QEMU did not exit in {timeout}s")
+        return self.proc.returncode
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.qmp.cmd("quit")
+            except Exception:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            self.qmp.close()
+        except Exception:
+            pass
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,12 +1,25 @@
 """KVM layer: tiny real-mode guests under /dev/kvm.
 
-Skipped, with the reason, where /dev/kvm cannot be opened.
+Skipped, with the reason, where /dev/kvm cannot be opened.  The guests are
+in tests/guest/; what they print on isa-debugcon is checked against values
+computed here or read through QMP.
 """
+import os
+import tempfile
+import time
+
 import guests
 
 # tests/guest/cmos-nvram.S: the value it writes to NVRAM register 0x40 and
 # reports back through isa-debug-exit.
 CMOS_NVRAM_VALUE = 0x2b
+# tests/guest/cmos-migrate.S: NVRAM 0x45, selected before the VM stops
+CMOS_MIGRATE_VALUE = 0x5a
+MACHINES = ("pc", "q35")
+
+
+def pio_opt(on):
+    return ["-M", f"coalesced-pio={'on' if on else 'off'}"]
 
 
 def test_cmos_nvram(build, machine):
@@ -15,11 +28,121 @@ def test_cmos_nvram(build, machine):
     return status == want, f"exit status {status}, want {want}\n{err}"
 
 
-TESTS = [
-    (f"cmos-nvram/{m}: NVRAM byte written through 0x70/0x71 reads back",
-     lambda b, m=m: test_cmos_nvram(b, m))
-    for m in ("pc", "q35")
-]
+def cmos_storm_expected():
+    nvram = "".join(f"{(r * 3 + 1) & 0xff:02x}" for r in range(0x4f, 0x3f, -1))
+    return f"storm {(0x47 * 3 + 1) & 0xff:02x}\nnvram {nvram}\ndone\n"
+
+
+def run_storm(build, machine, on):
+    with guests.TinyVM(build, "cmos-storm.bin", machine=machine,
+                       extra=pio_opt(on)) as vm:
+        out = vm.wait_output("done\n")
+        info = vm.qmp.cmd("x-query-coalesced-io")
+        hmp = vm.qmp.cmd("human-monitor-command", **{"command-line": "info coalesced-io"})
+    return out, info, hmp
+
+
+def rtc_zone(info):
+    zones = [z for z in info["zones"] if z["region"] == "rtc-index"]
+    return zones[0] if zones else None
+
+
+def test_cmos_storm(build, machine, on):
+    out, info, _ = run_storm(build, machine, on)
+    want = cmos_storm_expected()
+    return out == want, f"guest printed {out!r}, want {want!r}"
+
+
+def test_storm_stats(build, machine):
+    """With coalesced-pio=on the RTC index zone queues writes (and the
+    replay collapses them); with off it is unregistered and queues none."""
+    diag = []
+    _, on, hmp = run_storm(build, machine, True)
+    _, off, _ = run_storm(build, machine, False)
+    z_on, z_off = rtc_zone(on), rtc_zone(off)
+    diag.append(f"on: {z_on}\noff: {z_off}\nHMP:\n{hmp}")
+    ok = (on["active"] and z_on and z_on["registered"] and z_on["latch"]
+          and z_on["writes"] > 1000 and z_on["replays"] < z_on["writes"]
+          and on["drains"] > 0
+          and z_off and not z_off["registered"] and z_off["writes"] == 0
+          and "coalesced-pio" in z_off.get("error", "")
+          and not off["pio-allowed"]
+          and "rtc-index" in hmp and "latch" in hmp)
+    return ok, "\n".join(diag)
+
+
+def test_pci_scan(build, machine, on):
+    """The guest's scan of bus 0 through 0xcf8/0xcfc matches query-pci."""
+    with guests.TinyVM(build, "pci-scan.bin", machine=machine,
+                       extra=pio_opt(on), start=False) as vm:
+        buses = vm.qmp.cmd("query-pci")
+        vm.qmp.cmd("cont")
+        out = vm.wait_output("done\n")
+    want = []
+    for dev in next(b for b in buses if b["bus"] == 0)["devices"]:
+        want.append(f"{dev['slot']:02x}.{dev['function']:x} "
+                    f"{dev['id']['vendor']:04x}:{dev['id']['device']:04x}")
+    got = [line for line in out.splitlines() if line != "done"]
+    return sorted(got) == sorted(want) and len(got) > 0, \
+        f"guest saw {got}, query-pci says {want}"
+
+
+def test_migrate_queued_index(build, machine):
+    """An index write still queued when the VM stops reaches the RTC before
+    its state is saved: the guest reads the right register after migration."""
+    with tempfile.TemporaryDirectory() as d:
+        stream = os.path.join(d, "vm.migration")
+        with guests.TinyVM(build, "cmos-migrate.bin", machine=machine) as src:
+            src.wait_output("W\n")
+            before = rtc_zone(src.qmp.cmd("x-query-coalesced-io"))
+            src.qmp.cmd("stop")
+            if src.proc.poll() is not None:
+                return False, "the guest finished before the harness stopped it"
+            info = src.qmp.cmd("x-query-coalesced-io")
+            src.qmp.cmd("migrate", uri=f"file:{stream}")
+            deadline = time.monotonic() + 60
+            while src.qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    return False, "migration did not complete"
+                time.sleep(0.05)
+            status = src.qmp.cmd("query-migrate")["status"]
+        if status != "completed":
+            return False, f"migration {status}"
+        with guests.TinyVM(build, "cmos-migrate.bin", machine=machine,
+                           incoming="defer") as dst:
+            dst.qmp.cmd("migrate-incoming", uri=f"file:{stream}")
+            deadline = time.monotonic() + 60
+            while dst.qmp.cmd("query-status")["status"] != "paused":
+                if time.monotonic() > deadline:
+                    return False, "destination did not load the stream"
+                time.sleep(0.05)
+            dst.qmp.cmd("cont")
+            rc = dst.wait_exit()
+    want = guests.debug_exit_status(CMOS_MIGRATE_VALUE)
+    z = rtc_zone(info)
+    ok = rc == want and info["stop-drains"] >= 1 and z["writes"] > before["writes"]
+    return ok, (f"destination exit status {rc}, want {want}; zone before stop "
+                f"{before}, after {z}; stop-drains {info['stop-drains']}")
+
+
+TESTS = []
+for m in MACHINES:
+    TESTS.append((f"cmos-nvram/{m}: NVRAM byte written through 0x70/0x71 reads back",
+                  lambda b, m=m: test_cmos_nvram(b, m)))
+for m in MACHINES:
+    for on in (True, False):
+        pio = "on" if on else "off"
+        TESTS.append((f"coalesced-io/{m}/coalesced-pio={pio}: 1000 queued 0x70 writes "
+                      "then 0x71 reads the last-selected register, NVRAM reads back",
+                      lambda b, m=m, on=on: test_cmos_storm(b, m, on)))
+        TESTS.append((f"coalesced-io/{m}/coalesced-pio={pio}: PCI bus 0 scan through "
+                      "0xcf8/0xcfc matches query-pci",
+                      lambda b, m=m, on=on: test_pci_scan(b, m, on)))
+    TESTS.append((f"coalesced-io/{m}: QMP/HMP stats count queued 0x70 writes with "
+                  "coalesced-pio=on, none with off",
+                  lambda b, m=m: test_storm_stats(b, m)))
+    TESTS.append((f"coalesced-io/{m}: index write queued at stop survives migration",
+                  lambda b, m=m: test_migrate_queued_index(b, m)))
 
 
 def run(tap, build):
