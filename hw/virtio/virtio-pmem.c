@@ -19,6 +19,8 @@
  */
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-visit-virtio-pmem.h"
+#include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qemu/iov.h"
 #include "qemu/main-loop.h"
@@ -53,6 +55,7 @@ typedef struct PMEMSyncJob {
     int fd;
     int inject_errno;
     bool skip;
+    uint32_t delay_us;
     int64_t started_ns;
 } PMEMSyncJob;
 
@@ -65,6 +68,9 @@ static int pmem_sync_worker(void *opaque)
 {
     PMEMSyncJob *job = opaque;
 
+    if (job->delay_us) {
+        g_usleep(job->delay_us);
+    }
     if (job->inject_errno) {
         return -job->inject_errno;
     }
@@ -90,6 +96,30 @@ static void pmem_answer(VirtIOPMEM *pmem, VirtIOPMEMRequest *req,
 }
 
 static void pmem_start_sync(VirtIOPMEM *pmem);
+
+/* The sync about to start covers every request waiting now. */
+static void pmem_take_waiting(VirtIOPMEM *pmem)
+{
+    QSIMPLEQ_CONCAT(&pmem->syncing, &pmem->waiting);
+    pmem->nr_syncing = pmem->nr_waiting;
+    pmem->nr_waiting = 0;
+    pmem->stats.syncs++;
+    pmem->stats.batch_max = MAX(pmem->stats.batch_max, pmem->nr_syncing);
+    pmem->sync_running = true;
+}
+
+static PMEMSyncJob *pmem_new_job(VirtIOPMEM *pmem)
+{
+    PMEMSyncJob *job = g_new0(PMEMSyncJob, 1);
+
+    job->pmem = pmem;
+    job->fd = pmem->fd;
+    job->inject_errno = pmem->inject_errno;
+    job->skip = pmem->skip_sync;
+    job->delay_us = pmem->sync_delay_us;
+    job->started_ns = now_ns();
+    return job;
+}
 
 /* Answer every request the finished sync covered, then start the next. */
 static void pmem_sync_done(void *opaque, int ret)
@@ -126,19 +156,8 @@ static void pmem_start_sync(VirtIOPMEM *pmem)
     if (pmem->sync_running || QSIMPLEQ_EMPTY(&pmem->waiting)) {
         return;
     }
-    QSIMPLEQ_CONCAT(&pmem->syncing, &pmem->waiting);
-    pmem->nr_syncing = pmem->nr_waiting;
-    pmem->nr_waiting = 0;
-    pmem->stats.syncs++;
-    pmem->stats.batch_max = MAX(pmem->stats.batch_max, pmem->nr_syncing);
-    pmem->sync_running = true;
-
-    job = g_new0(PMEMSyncJob, 1);
-    job->pmem = pmem;
-    job->fd = pmem->fd;
-    job->inject_errno = pmem->inject_errno;
-    job->skip = pmem->skip_sync;
-    job->started_ns = now_ns();
+    pmem_take_waiting(pmem);
+    job = pmem_new_job(pmem);
     trace_virtio_pmem_sync_start(pmem, pmem->nr_syncing);
     thread_pool_submit_aio(pmem_sync_worker, job, pmem_sync_done, job);
 }
@@ -206,18 +225,10 @@ static void pmem_settle(VirtIOPMEM *pmem)
     }
     AIO_WAIT_WHILE(NULL, pmem->sync_running);
     if (!QSIMPLEQ_EMPTY(&pmem->waiting)) {
-        PMEMSyncJob *job = g_new0(PMEMSyncJob, 1);
+        PMEMSyncJob *job;
 
-        QSIMPLEQ_CONCAT(&pmem->syncing, &pmem->waiting);
-        pmem->nr_syncing = pmem->nr_waiting;
-        pmem->nr_waiting = 0;
-        pmem->stats.syncs++;
-        pmem->sync_running = true;
-        job->pmem = pmem;
-        job->fd = pmem->fd;
-        job->inject_errno = pmem->inject_errno;
-        job->skip = pmem->skip_sync;
-        job->started_ns = now_ns();
+        pmem_take_waiting(pmem);
+        job = pmem_new_job(pmem);
         pmem_sync_done(job, pmem_sync_worker(job));
     }
 }
@@ -305,6 +316,12 @@ static void pmem_realize(DeviceState *dev, Error **errp)
     QSIMPLEQ_INIT(&pmem->waiting);
     QSIMPLEQ_INIT(&pmem->syncing);
     host_memory_backend_set_mapped(pmem->memdev, true);
+    /*
+     * The range is guest memory like any other: migrate its contents (the
+     * destination has its own file).  With the x-ignore-shared capability,
+     * a file both sides share is left alone.
+     */
+    vmstate_register_ram(&pmem->memdev->mr, dev);
     virtio_init(vdev, VIRTIO_ID_PMEM, sizeof(struct virtio_pmem_config));
     pmem->vq = virtio_add_queue(vdev, PMEM_QUEUE_SIZE, pmem_handle_queue);
     qdev_add_vm_change_state_handler(dev, pmem_vm_state_change, pmem);
@@ -317,6 +334,7 @@ static void pmem_unrealize(DeviceState *dev)
 
     /* A flush in flight completes (and is answered) before the device goes. */
     pmem_settle(pmem);
+    vmstate_unregister_ram(&pmem->memdev->mr, dev);
     host_memory_backend_set_mapped(pmem->memdev, false);
     virtio_delete_queue(pmem->vq);
     virtio_cleanup(vdev);
@@ -369,12 +387,44 @@ static const VMStateDescription vmstate_virtio_pmem = {
     },
 };
 
+/* Read by QMP x-query-virtio-pmem (hw/virtio/virtio-pmem-qmp.c). */
+static void pmem_get_stats(Object *obj, Visitor *v, const char *name,
+                           void *opaque, Error **errp)
+{
+    VirtIOPMEM *pmem = VIRTIO_PMEM(obj);
+    VirtioPMEMStats stats = {
+        .requests = pmem->stats.requests,
+        .syncs = pmem->stats.syncs,
+        .errors = pmem->stats.errors,
+        .bad_requests = pmem->stats.bad_requests,
+        .in_flight = pmem->nr_waiting + pmem->nr_syncing,
+        .batch_max = pmem->stats.batch_max,
+        .latency_avg_ns = pmem->stats.requests ?
+            pmem->stats.latency_total_ns / pmem->stats.requests : 0,
+        .latency_max_ns = pmem->stats.latency_max_ns,
+    };
+    VirtioPMEMStats *p = &stats;
+
+    visit_type_VirtioPMEMStats(v, name, &p, errp);
+}
+
+static void pmem_instance_init(Object *obj)
+{
+    VirtIOPMEM *pmem = VIRTIO_PMEM(obj);
+
+    object_property_add(obj, "x-stats", "VirtioPMEMStats", pmem_get_stats,
+                        NULL, NULL, NULL);
+    /* test knob, settable at run time: syncs fail with this errno */
+    object_property_add_uint32_ptr(obj, "x-inject-flush-errno",
+                                   &pmem->inject_errno, OBJ_PROP_FLAG_READWRITE);
+}
+
 static const Property pmem_properties[] = {
     DEFINE_PROP_UINT64(VIRTIO_PMEM_ADDR_PROP, VirtIOPMEM, start, 0),
     DEFINE_PROP_LINK(VIRTIO_PMEM_MEMDEV_PROP, VirtIOPMEM, memdev,
                      TYPE_MEMORY_BACKEND, HostMemoryBackend *),
-    DEFINE_PROP_INT32("x-inject-flush-errno", VirtIOPMEM, inject_errno, 0),
     DEFINE_PROP_BOOL("x-skip-sync", VirtIOPMEM, skip_sync, false),
+    DEFINE_PROP_UINT32("x-sync-delay-us", VirtIOPMEM, sync_delay_us, 0),
 };
 
 static void pmem_class_init(ObjectClass *klass, void *data)
@@ -397,6 +447,7 @@ static const TypeInfo pmem_info = {
     .name = TYPE_VIRTIO_PMEM,
     .parent = TYPE_VIRTIO_DEVICE,
     .instance_size = sizeof(VirtIOPMEM),
+    .instance_init = pmem_instance_init,
     .class_init = pmem_class_init,
 };
 

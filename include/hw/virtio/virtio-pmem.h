@@ -55,8 +55,9 @@ struct VirtIOPMEM {
     VirtIOPMEMStats stats;
 
     /* test knobs (x- properties) */
-    int32_t inject_errno;       /* answer syncs with this error, unsynced */
+    uint32_t inject_errno;      /* answer syncs with this error, unsynced */
     bool skip_sync;             /* answer OK without syncing: bench ceiling */
+    uint32_t sync_delay_us;     /* sleep before each sync: widens races */
 };
 
 /* for the PCI proxy's memory-device interface */

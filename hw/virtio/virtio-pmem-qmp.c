@@ -1,0 +1,89 @@
+/*
+ * QMP x-query-virtio-pmem and HMP `info virtio-pmem'
+ *
+ * Built for every target: the devices are found through QOM and their
+ * statistics read from their x-stats property, so this file does not
+ * depend on the device being compiled in.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "hw/qdev-core.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-virtio-pmem.h"
+#include "qapi/qapi-visit-virtio-pmem.h"
+#include "qapi/qobject-input-visitor.h"
+#include "qapi/visitor.h"
+#include "qobject/qobject.h"
+#include "qom/qom-qobject.h"
+
+#define TYPE_VIRTIO_PMEM_NAME "virtio-pmem"
+
+static int collect_pmem(Object *obj, void *opaque)
+{
+    VirtioPMEMStatusList ***tail = opaque;
+    VirtioPMEMStatus *st;
+    Object *memdev, *parent;
+    QObject *qstats;
+    Visitor *v;
+
+    if (!object_dynamic_cast(obj, TYPE_VIRTIO_PMEM_NAME)) {
+        return 0;
+    }
+    st = g_new0(VirtioPMEMStatus, 1);
+    parent = obj->parent;
+    if (parent && object_dynamic_cast(parent, TYPE_DEVICE) && DEVICE(parent)->id) {
+        st->id = g_strdup(DEVICE(parent)->id);
+    }
+    st->qom_path = object_get_canonical_path(obj);
+    memdev = object_property_get_link(obj, "memdev", &error_abort);
+    st->memdev = memdev ? object_get_canonical_path(memdev) : g_strdup("");
+    st->size = memdev ? object_property_get_uint(memdev, "size", &error_abort) : 0;
+    st->memaddr = object_property_get_uint(obj, "memaddr", &error_abort);
+
+    qstats = object_property_get_qobject(obj, "x-stats", &error_abort);
+    v = qobject_input_visitor_new(qstats);
+    visit_type_VirtioPMEMStats(v, NULL, &st->stats, &error_abort);
+    visit_free(v);
+    qobject_unref(qstats);
+
+    QAPI_LIST_APPEND(*tail, st);
+    return 0;
+}
+
+VirtioPMEMStatusList *qmp_x_query_virtio_pmem(Error **errp)
+{
+    VirtioPMEMStatusList *list = NULL, **tail = &list;
+
+    object_child_foreach_recursive(object_get_root(), collect_pmem, &tail);
+    return list;
+}
+
+void hmp_info_virtio_pmem(Monitor *mon, const QDict *qdict)
+{
+    VirtioPMEMStatusList *list = qmp_x_query_virtio_pmem(&error_abort);
+
+    if (!list) {
+        monitor_printf(mon, "no virtio-pmem devices\n");
+    }
+    for (VirtioPMEMStatusList *l = list; l; l = l->next) {
+        VirtioPMEMStatus *st = l->value;
+        VirtioPMEMStats *s = st->stats;
+
+        monitor_printf(mon, "%s: %s at 0x%" PRIx64 ", %" PRIu64 " bytes\n",
+                       st->id ?: st->qom_path, st->memdev, st->memaddr, st->size);
+        monitor_printf(mon, "  requests %" PRIu64 ", syncs %" PRIu64
+                       " (%.3f per request), errors %" PRIu64
+                       ", malformed %" PRIu64 "\n",
+                       s->requests, s->syncs,
+                       s->requests ? (double)s->syncs / s->requests : 0.0,
+                       s->errors, s->bad_requests);
+        monitor_printf(mon, "  in flight %u, largest batch %u, latency avg %"
+                       PRIu64 " us, max %" PRIu64 " us\n",
+                       s->in_flight, s->batch_max, s->latency_avg_ns / 1000,
+                       s->latency_max_ns / 1000);
+    }
+    qapi_free_VirtioPMEMStatusList(list);
+}
