@@ -2,6 +2,7 @@
 import os
 import subprocess
 import tempfile
+import time
 
 import guests
 
@@ -62,22 +63,48 @@ def make_ext4(image, size=PMEM_SIZE):
 
 
 def test_dax_write_reaches_host(build):
+    """The guest's DAX write and fsync reach the host file, and the fsync
+    went through the device as flush requests (its counter moved)."""
     text = "written by the guest through DAX"
     with tempfile.TemporaryDirectory() as d:
         backing = os.path.join(d, "pmem.img")
+        qmp_path = os.path.join(d, "qmp.sock")
         make_ext4(backing)
-        rc, out = guests.linux_guest(build, dax_write_script("hello.txt", text),
-                                     pmem_args(backing))
+        # -no-shutdown: QEMU stays after the guest powers off, for QMP
+        p, initrd = guests.linux_guest_start(build, dax_write_script("hello.txt", text),
+                                             pmem_args(backing) + ["-no-shutdown"],
+                                             qmp=qmp_path)
+        stats = None
+        try:
+            qmp = guests.QMP(qmp_path)
+            out = ""
+            deadline = time.monotonic() + 300
+            while "guest: test.sh exit" not in out and time.monotonic() < deadline:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                out += line
+            stats = qmp.cmd("x-query-virtio-pmem")[0]["stats"]
+            qmp.cmd("quit")
+            out += p.communicate(timeout=30)[0]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            os.unlink(initrd)
         host = host_read_ext4(backing, "hello.txt")
     vals = guests.guest_values(out)
     ok = (vals.get("mounted") == "dax" and vals.get("dax_in_mounts") == "yes"
-          and vals.get("fsync") == "ok" and host == text + "\n")
-    return ok, f"guest said {vals}; host file has {host!r}\n{out}"
+          and vals.get("fsync") == "ok" and host == text + "\n"
+          and stats and stats["requests"] > 0 and stats["syncs"] > 0
+          and stats["errors"] == 0)
+    return ok, f"guest said {vals}; host file has {host!r}; device stats {stats}\n{out}"
 
 
 TESTS = [
     ("virtio-pmem-pci: guest sees /dev/pmem0 of the backend's size", test_pmem_size),
-    ("virtio-pmem-pci: ext4 -o dax file written and fsynced in the guest is in the host file",
+    ("virtio-pmem-pci: ext4 -o dax file written and fsynced in the guest is in the host "
+     "file, and the device counted the flushes",
      test_dax_write_reaches_host),
 ]
 
