@@ -65,7 +65,10 @@ $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 $(B)/bench/kvm-port-loop: bench/kvm-port-loop.c
 	@mkdir -p $(@D)
 	@gcc -O2 -Wall -o $@ $<
-bench-tools: $(B)/bench/kvm-port-loop
+$(B)/bench/fsync-rate: bench/fsync-rate.c
+	@mkdir -p $(@D)
+	@gcc -O2 -Wall -pthread -o $@ $<
+bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
 check: build guest
 	@$(RUNNER) unit qtest kvm e2e
@@ -83,6 +86,7 @@ demo: build guest bench-tools
 
 bench: build upstream guest-tiny bench-tools
 	@python3 bench/coalesced_io.py --build $(B)
+	@python3 bench/virtio_pmem.py --build $(B)
 
 clean:
 	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/bench

@@ -19,6 +19,7 @@
 #include "qobject/qlist.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_pci.h"
+#include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_pmem.h"
 
 #define PMEM_SIZE       (16 * MiB)
@@ -651,12 +652,212 @@ static void test_migrate(const void *data)
     pmem_stop(src);
 }
 
+/*
+ * Closed-loop load: @n requests always outstanding, each resubmitted as soon
+ * as it is answered, for @seconds.  Descriptors are laid out once (slot i:
+ * descriptors 2i and 2i+1); each round writes the avail entries in one go,
+ * kicks once, and reads the used ring in one go, so the qtest protocol
+ * costs a few round trips per round, not per request.  Each round first
+ * dirties a page of the pmem range, so the host syncs have data to write.
+ */
+typedef struct LoadResult {
+    uint64_t requests;
+    double rps;
+    uint32_t p50_us, p99_us;
+} LoadResult;
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void pmem_load(PMem *t, int n, double seconds, LoadResult *res)
+{
+    QTestState *qts = t->qts;
+    QVirtQueue *vq = t->vq;
+    uint64_t base = qvirtio_config_readq(&t->dev->vdev, 0);
+    uint64_t resp = guest_alloc(&t->alloc, 4 * n);
+    g_autofree struct vring_desc *desc = g_new0(struct vring_desc, 2 * n);
+    g_autofree gint64 *sent = g_new0(gint64, n);
+    g_autofree uint16_t *pending = g_new0(uint16_t, n);
+    g_autofree struct vring_used_elem *used = g_new0(struct vring_used_elem, vq->size);
+    GArray *lat = g_array_new(false, false, sizeof(uint32_t));
+    uint16_t avail_idx = qtest_readw(qts, vq->avail + 2);
+    uint16_t used_idx = vq->last_used_idx;
+    int npending = n;
+    bool first = true;              /* the first round always submits */
+    uint64_t rounds = 0;
+    gint64 start, end;
+
+    g_assert_cmpint(2 * n, <=, vq->size);
+    qtest_writel(qts, t->req, cpu_to_le32(VIRTIO_PMEM_REQ_TYPE_FLUSH));
+    for (int i = 0; i < n; i++) {
+        desc[2 * i].addr = cpu_to_le64(t->req);
+        desc[2 * i].len = cpu_to_le32(4);
+        desc[2 * i].flags = cpu_to_le16(VRING_DESC_F_NEXT);
+        desc[2 * i].next = cpu_to_le16(2 * i + 1);
+        desc[2 * i + 1].addr = cpu_to_le64(resp + 4 * i);
+        desc[2 * i + 1].len = cpu_to_le32(4);
+        desc[2 * i + 1].flags = cpu_to_le16(VRING_DESC_F_WRITE);
+        pending[i] = i;
+    }
+    qtest_memwrite(qts, vq->desc, desc, sizeof(*desc) * 2 * n);
+
+    start = g_get_monotonic_time();
+    end = start + seconds * G_USEC_PER_SEC;
+    res->requests = 0;
+    for (;;) {
+        gint64 now = g_get_monotonic_time();
+        uint16_t got;
+
+        /* submit every slot that is free: dirty its page, publish, kick */
+        bool submit = first || now < end;
+
+        first = false;
+        if (npending && submit) {
+            /* one page dirtied per round: the syncs have data to write */
+            qtest_writeq(qts, base + (rounds++ % 1024) * 4096, now);
+        }
+        for (int k = 0; k < npending && submit; k++) {
+            uint16_t slot = pending[k];
+            uint16_t head = cpu_to_le16(2 * slot);
+
+            qtest_memwrite(qts, vq->avail + 4 + 2 * ((avail_idx + k) % vq->size),
+                           &head, 2);
+            sent[slot] = now;
+        }
+        if (npending && submit) {
+            avail_idx += npending;
+            qtest_writew(qts, vq->avail + 2, avail_idx);
+            t->dev->vdev.bus->virtqueue_kick(&t->dev->vdev, vq);
+            npending = 0;
+        } else if (npending == n) {
+            break;                      /* time is up and all are answered */
+        }
+
+        /*
+         * Collect what was answered.  A device that takes one request per
+         * kick (the base's) leaves the rest queued until the next kick, so
+         * kick again when nothing moved for a millisecond.
+         */
+        for (gint64 idle = g_get_monotonic_time();;) {
+            got = qtest_readw(qts, vq->used + 2) - used_idx;
+            if (got) {
+                break;
+            }
+            if (g_get_monotonic_time() - idle > 1000) {
+                t->dev->vdev.bus->virtqueue_kick(&t->dev->vdev, vq);
+                idle = g_get_monotonic_time();
+            }
+        }
+        for (uint16_t k = 0; k < got; k++) {
+            uint16_t pos = (used_idx + k) % vq->size;
+
+            if (k == 0 || pos == 0) {
+                uint16_t run = MIN(got - k, vq->size - pos);
+
+                qtest_memread(qts, vq->used + 4 + 8 * pos, &used[pos], 8 * run);
+            }
+        }
+        now = g_get_monotonic_time();
+        for (uint16_t k = 0; k < got; k++) {
+            uint16_t slot = le32_to_cpu(used[(used_idx + k) % vq->size].id) / 2;
+            uint32_t us = now - sent[slot];
+
+            g_array_append_val(lat, us);
+            pending[npending++] = slot;
+        }
+        used_idx += got;
+        res->requests += got;
+    }
+    vq->last_used_idx = used_idx;
+    for (int i = 0; i < n; i++) {
+        g_assert_cmpuint(qtest_readl(qts, resp + 4 * i), ==, RESP_OK);
+    }
+    res->rps = res->requests / ((g_get_monotonic_time() - start) / 1e6);
+    g_array_sort(lat, cmp_u32);
+    res->p50_us = g_array_index(lat, uint32_t, lat->len / 2);
+    res->p99_us = g_array_index(lat, uint32_t, lat->len * 99 / 100);
+    g_array_free(lat, true);
+}
+
+/* 64 requests queued before one kick are all answered by a single sync. */
+static void test_one_sync_for_a_queue(void)
+{
+    PMem *t = pmem_start(NULL);
+    LoadResult r;
+
+    pmem_load(t, 64, 0, &r);
+    g_assert_cmpuint(r.requests, ==, 64);
+    g_assert_cmpint(pmem_stat(t, "syncs"), ==, 1);
+    g_assert_cmpint(pmem_stat(t, "batch-max"), ==, 64);
+    pmem_stop(t);
+}
+
+static uint64_t count_lines(const char *path, const char *word)
+{
+    g_autofree char *text = NULL;
+    uint64_t n = 0;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL)) {
+        return 0;
+    }
+    for (char *p = text; (p = strstr(p, word)); p += strlen(word)) {
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Benchmark mode (bench/virtio_pmem.py), when PMEM_BENCH_LEVELS is set:
+ * for each level print "@@ level N requests rps p50 p99 syncs".  Host syncs
+ * are counted from a trace event in PMEM_BENCH_TRACE_LOG, so the same
+ * harness measures QEMUs without our statistics.
+ */
+static int pmem_bench(void)
+{
+    const char *log = g_getenv("PMEM_BENCH_TRACE_LOG");
+    const char *event = g_getenv("PMEM_BENCH_TRACE_EVENT");
+    double seconds = g_ascii_strtod(g_getenv("PMEM_BENCH_SECONDS") ?: "2", NULL);
+    g_auto(GStrv) levels = g_strsplit(g_getenv("PMEM_BENCH_LEVELS"), ",", -1);
+    g_autofree char *extra = g_strdup_printf("%s -D %s -trace %s",
+                                             g_getenv("PMEM_BENCH_DEVICE_OPTS") ?: "",
+                                             log, event);
+    g_autofree char *path = NULL;
+    PMem *t;
+
+    /* on the disk, not tmpfs: the syncs must be real */
+    path = g_build_filename(g_getenv("PMEM_BENCH_DIR"), "pmem-bench.img", NULL);
+    close(open(path, O_CREAT | O_RDWR, 0600));
+    g_assert_cmpint(truncate(path, PMEM_SIZE), ==, 0);
+    t = pmem_start_with(path, extra);
+    for (int i = 0; levels[i]; i++) {
+        int n = atoi(levels[i]);
+        uint64_t syncs = count_lines(log, event);
+        LoadResult r;
+
+        pmem_load(t, n, seconds, &r);
+        printf("@@ level %d %" PRIu64 " %.0f %u %u %" PRIu64 "\n", n, r.requests,
+               r.rps, r.p50_us, r.p99_us, count_lines(log, event) - syncs);
+        fflush(stdout);
+    }
+    pmem_stop(t);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    if (g_getenv("PMEM_BENCH_LEVELS")) {
+        return pmem_bench();
+    }
     qtest_add_func("/virtio-pmem/config-matches-memory-device", test_config);
     qtest_add_func("/virtio-pmem/flush-reaches-backing-file", test_flush_reaches_file);
     qtest_add_func("/virtio-pmem/group-commit-never-answers-early", test_group_commit);
+    qtest_add_func("/virtio-pmem/64-queued-requests-one-sync",
+                   test_one_sync_for_a_queue);
     qtest_add_func("/virtio-pmem/eio-then-recovers", test_eio_then_recovers);
     qtest_add_func("/virtio-pmem/unknown-type-gets-eio", test_unknown_type);
     qtest_add_func("/virtio-pmem/malformed-requests-need-reset", test_malformed);
