@@ -11,7 +11,6 @@ itself, plain and with the port as a coalesced PIO zone (the limit for any
 VMM).  Medians of REPS runs each.  Writes BUILD/bench/coalesced-io.{md,json}.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests"))
 import guests  # noqa: E402
+from report import write_report  # noqa: E402
 
 # port, access width, what it is
 PORTS = [
@@ -106,12 +106,7 @@ def main():
             f"{r['ours_us'] / r['raw_coalesced_us']:.2f}x |")
     lines += ["", "QEMU figures: (t(N) - t(0)) / N over whole runs of the tiny guest "
               "(tests/guest/port-loop.S) with -M pc -accel kvm; raw: bench/kvm-port-loop.c."]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    with open(os.path.join(out_dir, "coalesced-io.md"), "w") as f:
-        f.write(table)
-    with open(os.path.join(out_dir, "coalesced-io.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    write_report(out_dir, "coalesced-io", lines, results)
     return 0
 
 

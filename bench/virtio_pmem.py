@@ -12,13 +12,14 @@ and the harness ceiling (ours with x-skip-sync: answers without syncing).
 Writes BUILD/bench/virtio-pmem.{md,json}.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from report import write_report  # noqa: E402
+
 LEVELS = [1, 4, 16, 64]
 # the trace event each implementation fires once per host sync
 SYNC_EVENT = {"ours": "virtio_pmem_sync_done", "upstream": "virtio_pmem_flush_done"}
@@ -113,12 +114,7 @@ def main():
     lines += ["", "Harness: tests/qtest/virtio-pmem-test.c in benchmark mode (N requests "
               "kept outstanding; it kicks again after 1 ms without progress, which the "
               "base's device needs: it takes one request per kick)."]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    with open(os.path.join(out_dir, "virtio-pmem.md"), "w") as f:
-        f.write(table)
-    with open(os.path.join(out_dir, "virtio-pmem.json"), "w") as f:
-        json.dump(data, f, indent=2)
+    write_report(out_dir, "virtio-pmem", lines, data)
     return 0
 
 
