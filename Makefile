@@ -70,11 +70,12 @@ $(B)/bench/fsync-rate: bench/fsync-rate.c
 	@gcc -O2 -Wall -pthread -o $@ $<
 bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
-check: build guest
+# The unmodified base too: qtests check migration to and from it.
+check: build upstream guest
 	@$(RUNNER) unit qtest kvm e2e
 check-unit: build
 	@$(RUNNER) unit
-check-qtest: build
+check-qtest: build upstream
 	@$(RUNNER) qtest
 check-kvm: build guest-tiny
 	@$(RUNNER) kvm

@@ -98,6 +98,9 @@ def layer_unit(tap, build):
 def layer_qtest(tap, build):
     env = dict(os.environ)
     env["QTEST_QEMU_BINARY"] = guests.qemu_binary(build)
+    upstream = guests.qemu_binary(build, "upstream")
+    if os.access(upstream, os.X_OK):
+        env["QTEST_QEMU_BINARY_UPSTREAM"] = upstream
     env.setdefault("QTEST_QEMU_STORAGE_DAEMON_BINARY",
                    os.path.join(build, "ours/qemu/storage-daemon/qemu-storage-daemon"))
     for t in listed("tests/qtest/downstream-qtests.txt"):

@@ -115,7 +115,9 @@ static PMem *pmem_start(const char *extra)
 
 static void pmem_stop(PMem *t)
 {
-    qvirtqueue_cleanup(t->dev->vdev.bus, t->vq, &t->alloc);
+    if (t->vq) {
+        qvirtqueue_cleanup(t->dev->vdev.bus, t->vq, &t->alloc);
+    }
     qvirtio_pci_device_disable(t->dev);
     g_free(t->dev);
     qpci_free_pc(t->bus);
@@ -847,6 +849,122 @@ static int pmem_bench(void)
     return 0;
 }
 
+/*
+ * Against the unmodified base (its binary in QTEST_QEMU_BINARY_UPSTREAM).
+ * Ours to base: the base knows neither our device section nor the pmem
+ * RAM block, so the destination refuses the stream; the source keeps
+ * running with its device working.  Base to ours: the stream carries no
+ * device state and no contents, so our device is left in reset state (the
+ * documented loss: nothing on the destination can tell).
+ */
+static bool have_upstream(void)
+{
+    if (!g_getenv("QTEST_QEMU_BINARY_UPSTREAM")) {
+        g_test_skip("no unmodified base binary (QTEST_QEMU_BINARY_UPSTREAM); "
+                    "make upstream builds it");
+        return false;
+    }
+    return true;
+}
+
+static char *pmem_dest_args(const char *path, const char *uri)
+{
+    return g_strdup_printf("-M pc -m 256M,slots=2,maxmem=1G "
+                           "-object memory-backend-file,id=mem1,share=on,"
+                           "mem-path=%s,size=%u "
+                           "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0 "
+                           "-incoming %s", path, (unsigned)PMEM_SIZE, PMEM_SLOT, uri);
+}
+
+static void test_migrate_to_upstream(void)
+{
+    g_autofree char *dst_path = NULL;
+    g_autofree char *sock = NULL;
+    g_autofree char *uri = NULL;
+    g_autofree char *args = NULL;
+    QTestState *dst;
+    PMem *src;
+
+    if (!have_upstream()) {
+        return;
+    }
+    dst_path = make_backing_file();
+    sock = g_strdup_printf("%s/pmem-up-%d.sock", g_get_tmp_dir(), getpid());
+    uri = g_strdup_printf("unix:%s", sock);
+    args = pmem_dest_args(dst_path, uri);
+    src = pmem_start(NULL);
+    dst = qtest_init_with_env("QTEST_QEMU_BINARY_UPSTREAM", args, true);
+    qtest_set_expected_status(dst, 1);      /* it refuses and exits */
+
+    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    for (;;) {
+        QDict *rsp = qtest_qmp(src->qts, "{'execute': 'query-migrate'}");
+        const char *st = qdict_get_try_str(qdict_get_qdict(rsp, "return"), "status");
+        bool failed = st && !strcmp(st, "failed");
+
+        g_assert_false(st && !strcmp(st, "completed"));
+        qobject_unref(rsp);
+        if (failed) {
+            break;
+        }
+        g_usleep(20000);
+    }
+    qtest_quit(dst);
+    /* the source goes on, and so does its device */
+    g_assert_cmpuint(pmem_request(src, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==, RESP_OK);
+    unlink(dst_path);
+    unlink(sock);
+    pmem_stop(src);
+}
+
+static void test_migrate_from_upstream(void)
+{
+    g_autofree char *src_path = NULL;
+    g_autofree char *dst_path = NULL;
+    g_autofree char *sock = NULL;
+    g_autofree char *uri = NULL;
+    g_autofree char *src_args = NULL;
+    PMem *src, *dst;
+
+    if (!have_upstream()) {
+        return;
+    }
+    src_path = make_backing_file();
+    dst_path = make_backing_file();
+    sock = g_strdup_printf("%s/pmem-up-%d.sock", g_get_tmp_dir(), getpid());
+    uri = g_strdup_printf("unix:%s", sock);
+    src = g_new0(PMem, 1);
+    src->path = g_strdup(src_path);
+    src_args = g_strdup_printf("-M pc -m 256M,slots=2,maxmem=1G "
+                               "-object memory-backend-file,id=mem1,share=on,"
+                               "mem-path=%s,size=%u "
+                               "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0",
+                               src_path, (unsigned)PMEM_SIZE, PMEM_SLOT);
+    src->qts = qtest_init_with_env("QTEST_QEMU_BINARY_UPSTREAM", src_args, true);
+    pmem_attach(src, true);
+    g_assert_cmpuint(pmem_request(src, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==, RESP_OK);
+
+    dst = g_new0(PMem, 1);
+    dst->path = g_strdup(dst_path);
+    dst->qts = qtest_initf("-M pc -m 256M,slots=2,maxmem=1G "
+                           "-object memory-backend-file,id=mem1,share=on,"
+                           "mem-path=%s,size=%u "
+                           "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0 "
+                           "-incoming %s", dst_path, (unsigned)PMEM_SIZE, PMEM_SLOT, uri);
+    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    wait_migration(src->qts, "completed");
+    qtest_qmp_eventwait(dst->qts, "RESUME");
+
+    /* no device state came: the guest's driver is gone on this side */
+    pmem_attach(dst, false);
+    g_assert_cmphex(device_status(dst), ==, 0);
+    unlink(sock);
+    pmem_stop(dst);
+    pmem_stop(src);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -871,5 +989,9 @@ int main(int argc, char **argv)
                         GINT_TO_POINTER(false), test_migrate);
     qtest_add_data_func("/virtio-pmem/migrate-postcopy-flush-in-flight",
                         GINT_TO_POINTER(true), test_migrate);
+    qtest_add_func("/virtio-pmem/migrate-to-unmodified-base-is-refused",
+                   test_migrate_to_upstream);
+    qtest_add_func("/virtio-pmem/migrate-from-unmodified-base-loses-device-state",
+                   test_migrate_from_upstream);
     return g_test_run();
 }
