@@ -1,0 +1,87 @@
+/*
+ * Unit tests of the Hyper-V synthetic timer flag logic
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/bitops.h"
+#include "target/i386/hyperv-flags.h"
+
+#define F(x) BIT_ULL(HV_FLAG_##x)
+#define ALL_TIMER (F(STIMER_DIRECT) | F(STIMER) | F(SYNIC) | F(TIME) | F(VPINDEX))
+
+static void check_missing(uint64_t features, const char *msg)
+{
+    Error *err = NULL;
+
+    g_assert_false(hyperv_flags_check_deps(features, &err));
+    g_assert_nonnull(err);
+    g_assert_cmpstr(error_get_pretty(err), ==, msg);
+    error_free(err);
+}
+
+static void test_dependency_errors(void)
+{
+    check_missing(F(STIMER_DIRECT), "hv-stimer-direct needs hv-stimer");
+    check_missing(F(STIMER_DIRECT) | F(STIMER), "hv-stimer needs hv-time");
+    check_missing(F(STIMER_DIRECT) | F(STIMER) | F(TIME),
+                  "hv-stimer needs hv-synic");
+    check_missing(F(STIMER_DIRECT) | F(STIMER) | F(SYNIC) | F(TIME),
+                  "hv-synic needs hv-vpindex");
+    check_missing(F(SYNIC), "hv-synic needs hv-vpindex");
+    g_assert_true(hyperv_flags_check_deps(ALL_TIMER, &error_abort));
+    g_assert_true(hyperv_flags_check_deps(0, &error_abort));
+    g_assert_true(hyperv_flags_check_deps(F(TIME) | F(VPINDEX), &error_abort));
+}
+
+/* The rules, written out independently of the table under test. */
+static bool deps_hold(uint64_t f)
+{
+    bool direct = f & F(STIMER_DIRECT), stimer = f & F(STIMER);
+    bool synic = f & F(SYNIC), time = f & F(TIME), vpindex = f & F(VPINDEX);
+
+    return (!direct || stimer) && (!stimer || (synic && time)) &&
+           (!synic || vpindex);
+}
+
+/* Every combination of the five flags: bit 19 exactly when all are on. */
+static void test_cpuid_bit19_exhaustive(void)
+{
+    static const int flags[] = { HV_FLAG_STIMER_DIRECT, HV_FLAG_STIMER,
+                                 HV_FLAG_SYNIC, HV_FLAG_TIME, HV_FLAG_VPINDEX };
+
+    for (unsigned combo = 0; combo < 32; combo++) {
+        uint64_t features = 0;
+
+        for (int i = 0; i < 5; i++) {
+            if (combo & (1u << i)) {
+                features |= BIT_ULL(flags[i]);
+            }
+        }
+        /* unrelated flags do not matter */
+        features |= combo & 1 ? BIT_ULL(0) | BIT_ULL(20) : 0;
+        g_assert_cmphex(hyperv_flags_timer_cpuid_edx(features), ==,
+                        combo == 31 ? HV_CPUID_EDX_STIMER_DIRECT : 0);
+        g_assert_cmpint(hyperv_flags_check_deps(features, NULL), ==,
+                        deps_hold(features));
+    }
+}
+
+static void test_names(void)
+{
+    g_assert_cmpstr(hyperv_flag_name(HV_FLAG_STIMER_DIRECT), ==, "hv-stimer-direct");
+    g_assert_cmpstr(hyperv_flag_name(HV_FLAG_VPINDEX), ==, "hv-vpindex");
+    g_assert_null(hyperv_flag_name(63));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/hyperv-flags/dependency-errors-name-the-flag",
+                    test_dependency_errors);
+    g_test_add_func("/hyperv-flags/cpuid-40000003-edx-bit19-exhaustive",
+                    test_cpuid_bit19_exhaustive);
+    g_test_add_func("/hyperv-flags/names", test_names);
+    return g_test_run();
+}
