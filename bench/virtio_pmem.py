@@ -50,6 +50,15 @@ def run(build, which, seconds, device_opts=""):
     return results
 
 
+def median_runs(results):
+    """Per level, the run with the median requests/s."""
+    out = {}
+    for n in LEVELS:
+        by_rps = sorted((r[n] for r in results), key=lambda r: r["rps"])
+        out[n] = by_rps[len(by_rps) // 2]
+    return out
+
+
 def host_rate(build, call, threads):
     exe = os.path.join(build, "bench", "fsync-rate")
     with tempfile.NamedTemporaryFile(dir=os.path.join(build, "bench")) as f:
@@ -64,6 +73,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
     ap.add_argument("--seconds", type=float, default=2)
+    ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out_dir = os.path.join(build, "bench")
@@ -73,10 +83,13 @@ def main():
     host = {(c, t): host_rate(build, c, t) for c in ("fsync", "fdatasync") for t in (1, 16, 64)}
     print("bench: virtio-pmem, harness ceiling (ours, x-skip-sync)", flush=True)
     ceiling = run(build, "ours", args.seconds, ",x-skip-sync=on")
-    print("bench: virtio-pmem, upstream", flush=True)
-    up = run(build, "upstream", args.seconds)
-    print("bench: virtio-pmem, ours", flush=True)
-    ours = run(build, "ours", args.seconds)
+    # upstream and ours alternate, so drift on the disk hits both alike
+    runs = {"ours": [], "upstream": []}
+    for rep in range(args.reps):
+        for which in ("upstream", "ours"):
+            print(f"bench: virtio-pmem, {which}, run {rep + 1} of {args.reps}", flush=True)
+            runs[which].append(run(build, which, args.seconds))
+    up, ours = median_runs(runs["upstream"]), median_runs(runs["ours"])
 
     data = {"host_fsync_per_s": host[("fsync", 1)],
             "host_fdatasync_per_s": host[("fdatasync", 1)],
@@ -86,7 +99,7 @@ def main():
                       for c in ("fsync", "fdatasync"))
     lines = [
         f"# virtio-pmem flush: requests/s, latency (us), host syncs per request; "
-        f"{args.seconds:g} s per level",
+        f"{args.seconds:g} s per level, median of {args.reps} alternating runs",
         "",
         f"Host syncs/s on this disk (4 KiB write first; 1/16/64 threads): {rates}. "
         f"Harness ceiling (ours answering without syncing): "
