@@ -29,6 +29,7 @@
 #include "qemu/osdep.h"
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
+#include "qemu/bitmap.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qapi/error.h"
@@ -74,7 +75,13 @@ typedef struct CoalescedIO {
     uint32_t ring_entries;
 
     GPtrArray *zones;           /* of CoalescedZone, few: a walk is cheap */
-    unsigned nr_registered;
+    /*
+     * Where registered zones are, readable without the BQL: a bit per port
+     * for port I/O, an address range for MMIO (empty when lo > hi).  Exits
+     * elsewhere, the common case, cost no lock.
+     */
+    unsigned long *pio_ports;
+    uint64_t mmio_lo, mmio_hi;
     CoalescedZone *last_hit;    /* consecutive entries hit the same zone */
     GPtrArray *pending;         /* latch zones with a pending write */
 
@@ -205,6 +212,30 @@ static void vm_state_changed(void *opaque, bool running, RunState state)
     }
 }
 
+/* Recompute where registered zones are (under the BQL). */
+static void update_exit_filter(void)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+
+    bitmap_zero(cio.pio_ports, 65536);
+    for (guint i = 0; i < cio.zones->len; i++) {
+        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
+
+        if (!z->registered) {
+            continue;
+        }
+        if (z->pio) {
+            bitmap_set_atomic(cio.pio_ports, z->addr & 0xffff,
+                              MIN(z->size, 65536 - (z->addr & 0xffff)));
+        } else {
+            lo = MIN(lo, z->addr);
+            hi = MAX(hi, z->addr + z->size - 1);
+        }
+    }
+    qatomic_set(&cio.mmio_lo, lo);
+    qatomic_set(&cio.mmio_hi, hi);
+}
+
 static int zone_ioctl(CoalescedZone *z, bool add)
 {
     struct kvm_coalesced_mmio_zone kz = {
@@ -244,7 +275,7 @@ static void zone_register(CoalescedZone *z)
         return;
     }
     z->registered = true;
-    qatomic_inc(&cio.nr_registered);
+    update_exit_filter();
 }
 
 static void zone_unregister(CoalescedZone *z)
@@ -254,7 +285,7 @@ static void zone_unregister(CoalescedZone *z)
         drain();
         zone_ioctl(z, false);
         z->registered = false;
-        qatomic_dec(&cio.nr_registered);
+        update_exit_filter();
     }
 }
 
@@ -268,12 +299,12 @@ static void zone_add(MemoryRegionSection *section, hwaddr addr, hwaddr size,
     z->pio = pio;
     z->addr = addr;
     z->size = size;
+    g_ptr_array_add(cio.zones, z);
     if (!cio.mmio_cap) {
         z->why_not = "KVM has no coalesced MMIO (KVM_CAP_COALESCED_MMIO)";
     } else {
         zone_register(z);
     }
-    g_ptr_array_add(cio.zones, z);
 }
 
 static void zone_del(hwaddr addr, hwaddr size, bool pio)
@@ -336,6 +367,8 @@ void kvm_coalesced_io_init(KVMState *s, MemoryListener *mem_listener,
     cio.pio_cap = cio.mmio_cap &&
                   kvm_check_extension(s, KVM_CAP_COALESCED_PIO) > 0;
     cio.zones = g_ptr_array_new_with_free_func(zone_free);
+    cio.pio_ports = bitmap_new(65536);
+    cio.mmio_lo = UINT64_MAX;
     cio.pending = g_ptr_array_new();
 
     mem_listener->coalesced_io_add = coalesced_mmio_add;
@@ -362,8 +395,14 @@ void kvm_coalesced_io_note_exit(bool pio, uint64_t addr, unsigned len)
 {
     CoalescedZone *z;
 
-    /* Exits are handled outside the BQL; the zone list changes under it. */
-    if (!qatomic_read(&cio.nr_registered)) {
+    /*
+     * Exits are handled outside the BQL; the zone list changes under it.
+     * The filter is read without it: an exit racing with a zone change may
+     * go uncounted, which only the statistics see.
+     */
+    if (pio ? !test_bit(addr & 0xffff, cio.pio_ports)
+            : addr < qatomic_read(&cio.mmio_lo) ||
+              addr > qatomic_read(&cio.mmio_hi)) {
         return;
     }
     bql_lock();
