@@ -118,16 +118,25 @@ static void replay(bool pio, uint64_t addr, const uint8_t *data, unsigned len)
                         addr, MEMTXATTRS_UNSPECIFIED, data, len);
 }
 
+/* Replay a zone's collapsed write; copies first: the replay may free it. */
+static void replay_pending(CoalescedZone *z)
+{
+    uint8_t data[LATCH_MAX_LEN];
+    uint64_t addr = z->pending_addr;
+    unsigned len = z->pending_len;
+    bool pio = z->pio;
+
+    memcpy(data, z->pending_data, len);
+    z->pending = false;
+    z->replays++;
+    replay(pio, addr, data, len);
+}
+
 static void apply_pending(void)
 {
-    for (guint i = 0; i < cio.pending->len; i++) {
-        CoalescedZone *z = g_ptr_array_index(cio.pending, i);
-
-        z->pending = false;
-        z->replays++;
-        replay(z->pio, z->pending_addr, z->pending_data, z->pending_len);
+    while (cio.pending->len) {
+        replay_pending(g_ptr_array_steal_index(cio.pending, 0));
     }
-    g_ptr_array_set_size(cio.pending, 0);
 }
 
 /*
@@ -314,10 +323,15 @@ static void zone_del(hwaddr addr, hwaddr size, bool pio)
 
         if (z->pio == pio && z->addr == addr && z->size == size) {
             zone_unregister(z);
+            if (z->pending) {
+                /* inside a drain: its queued write still goes out first */
+                g_ptr_array_remove(cio.pending, z);
+                replay_pending(z);
+            }
             if (cio.last_hit == z) {
                 cio.last_hit = NULL;
             }
-            g_ptr_array_remove_index(cio.zones, i);
+            g_ptr_array_remove(cio.zones, z);
             return;
         }
     }
