@@ -324,7 +324,9 @@ static void pmem_realize(DeviceState *dev, Error **errp)
     vmstate_register_ram(&pmem->memdev->mr, dev);
     virtio_init(vdev, VIRTIO_ID_PMEM, sizeof(struct virtio_pmem_config));
     pmem->vq = virtio_add_queue(vdev, PMEM_QUEUE_SIZE, pmem_handle_queue);
-    qdev_add_vm_change_state_handler(dev, pmem_vm_state_change, pmem);
+    pmem->vmstate_entry = qdev_add_vm_change_state_handler(dev,
+                                                           pmem_vm_state_change,
+                                                           pmem);
 }
 
 static void pmem_unrealize(DeviceState *dev)
@@ -334,6 +336,7 @@ static void pmem_unrealize(DeviceState *dev)
 
     /* A flush in flight completes (and is answered) before the device goes. */
     pmem_settle(pmem);
+    qemu_del_vm_change_state_handler(pmem->vmstate_entry);
     vmstate_unregister_ram(&pmem->memdev->mr, dev);
     host_memory_backend_set_mapped(pmem->memdev, false);
     virtio_delete_queue(pmem->vq);

@@ -11,6 +11,7 @@
 #include "qapi/qapi-types-machine.h"
 #include "qemu/queue.h"
 #include "qom/object.h"
+#include "system/runstate.h"
 
 #define TYPE_VIRTIO_PMEM "virtio-pmem"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOPMEM, VIRTIO_PMEM)
@@ -39,6 +40,7 @@ struct VirtIOPMEM {
     HostMemoryBackend *memdev;
     uint64_t start;             /* guest-physical address of the range */
     int fd;                     /* the backend's file */
+    VMChangeStateEntry *vmstate_entry;
 
     /*
      * Group commit: requests that arrive while a sync runs wait in
