@@ -272,6 +272,21 @@ static void pmem_reset(VirtIODevice *vdev)
     pmem->nr_waiting = 0;
 }
 
+/*
+ * Whether every block of the file is allocated.  A store into a hole needs
+ * a new block: on a full disk the host kernel answers that page fault with
+ * SIGBUS, which stops QEMU long before a flush could report EIO.
+ */
+static bool pmem_file_allocated(int fd, uint64_t size)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        return true;            /* a device, or nothing we can tell */
+    }
+    return (uint64_t)st.st_blocks * 512 >= MIN(size, (uint64_t)st.st_size);
+}
+
 static bool pmem_backend_usable(VirtIOPMEM *pmem, Error **errp)
 {
     HostMemoryBackend *be = pmem->memdev;
@@ -293,6 +308,12 @@ static bool pmem_backend_usable(VirtIOPMEM *pmem, Error **errp)
                    "stay in private copies and never reach the file", name);
         error_append_hint(errp, "Use share=on.\n");
         return false;
+    }
+    if (!pmem_file_allocated(pmem->fd, memory_region_size(&be->mr))) {
+        warn_report("virtio-pmem: the file behind memdev '%s' is sparse: a "
+                    "full disk would stop QEMU when the guest writes to it; "
+                    "allocate it first (fallocate, or the backend's "
+                    "prealloc=on)", name);
     }
     if (object_dynamic_cast(OBJECT(be), "memory-backend-memfd")) {
         warn_report("virtio-pmem: memdev '%s' is a memfd: flushes succeed but "

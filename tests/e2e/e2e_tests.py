@@ -25,8 +25,7 @@ def pmem_args(path, size=PMEM_SIZE):
 def test_pmem_size(build):
     with tempfile.TemporaryDirectory() as d:
         backing = os.path.join(d, "pmem.img")
-        with open(backing, "wb") as f:
-            f.truncate(PMEM_SIZE)
+        allocated_file(backing)
         script = "#!/bin/sh\n" + LOAD_PMEM + """
 if [ -b /dev/pmem0 ]; then
     echo "@@ pmem0_bytes $(( $(cat /sys/block/pmem0/size) * 512 ))"
@@ -56,9 +55,14 @@ def host_read_ext4(image, path):
     return p.stdout.decode(errors="replace")
 
 
+def allocated_file(path, size=PMEM_SIZE):
+    """A fully allocated file: virtio-pmem warns about sparse ones."""
+    with open(path, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, size)
+
+
 def make_ext4(image, size=PMEM_SIZE):
-    with open(image, "wb") as f:
-        f.truncate(size)
+    allocated_file(image, size)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", image], check=True)
 
 
