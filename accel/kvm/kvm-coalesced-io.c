@@ -41,6 +41,9 @@
 #include "system/runstate.h"
 #include "trace.h"
 
+#define PIO_OFF_REASON \
+    "port I/O coalescing is off (machine property coalesced-pio)"
+
 /* A latch value is at most this long (KVM entries carry up to 8 bytes). */
 #define LATCH_MAX_LEN 8
 
@@ -94,17 +97,21 @@ static CoalescedIO cio = {
     .pio_allowed = true,
 };
 
+static bool zone_covers(CoalescedZone *z, bool pio, uint64_t addr,
+                        unsigned len)
+{
+    return z->pio == pio && addr >= z->addr && addr - z->addr + len <= z->size;
+}
+
 static CoalescedZone *zone_find(bool pio, uint64_t addr, unsigned len)
 {
-    CoalescedZone *z = cio.last_hit;
-
-    if (z && z->pio == pio && addr >= z->addr &&
-        addr - z->addr + len <= z->size) {
-        return z;
+    if (cio.last_hit && zone_covers(cio.last_hit, pio, addr, len)) {
+        return cio.last_hit;
     }
     for (guint i = 0; cio.zones && i < cio.zones->len; i++) {
-        z = g_ptr_array_index(cio.zones, i);
-        if (z->pio == pio && addr >= z->addr && addr - z->addr + len <= z->size) {
+        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
+
+        if (zone_covers(z, pio, addr, len)) {
             cio.last_hit = z;
             return z;
         }
@@ -271,7 +278,7 @@ static void zone_register(CoalescedZone *z)
         return;
     }
     if (z->pio && !cio.pio_allowed) {
-        z->why_not = "port I/O coalescing is off (machine property coalesced-pio)";
+        z->why_not = PIO_OFF_REASON;
         return;
     }
     ret = zone_ioctl(z, true);
@@ -444,7 +451,7 @@ void kvm_coalesced_io_set_pio_allowed(bool allowed)
             zone_register(z);
         } else {
             zone_unregister(z);
-            z->why_not = "port I/O coalescing is off (machine property coalesced-pio)";
+            z->why_not = PIO_OFF_REASON;
         }
     }
 }

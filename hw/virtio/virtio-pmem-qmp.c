@@ -2,13 +2,14 @@
  * QMP x-query-virtio-pmem and HMP `info virtio-pmem'
  *
  * Built for every target: the devices are found through QOM and their
- * statistics read from their x-stats property, so this file does not
- * depend on the device being compiled in.
+ * statistics read from their x-stats property, so this file only needs the
+ * device's names, not its code.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
 #include "hw/qdev-core.h"
+#include "hw/virtio/virtio-pmem.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
 #include "qapi/error.h"
@@ -19,8 +20,6 @@
 #include "qobject/qobject.h"
 #include "qom/qom-qobject.h"
 
-#define TYPE_VIRTIO_PMEM_NAME "virtio-pmem"
-
 static int collect_pmem(Object *obj, void *opaque)
 {
     VirtioPMEMStatusList ***tail = opaque;
@@ -29,21 +28,26 @@ static int collect_pmem(Object *obj, void *opaque)
     QObject *qstats;
     Visitor *v;
 
-    if (!object_dynamic_cast(obj, TYPE_VIRTIO_PMEM_NAME)) {
+    if (!object_dynamic_cast(obj, TYPE_VIRTIO_PMEM)) {
         return 0;
     }
     st = g_new0(VirtioPMEMStatus, 1);
     parent = obj->parent;
-    if (parent && object_dynamic_cast(parent, TYPE_DEVICE) && DEVICE(parent)->id) {
+    if (parent && object_dynamic_cast(parent, TYPE_DEVICE) &&
+        DEVICE(parent)->id) {
         st->id = g_strdup(DEVICE(parent)->id);
     }
     st->qom_path = object_get_canonical_path(obj);
-    memdev = object_property_get_link(obj, "memdev", &error_abort);
+    memdev = object_property_get_link(obj, VIRTIO_PMEM_MEMDEV_PROP,
+                                      &error_abort);
     st->memdev = memdev ? object_get_canonical_path(memdev) : g_strdup("");
-    st->size = memdev ? object_property_get_uint(memdev, "size", &error_abort) : 0;
-    st->memaddr = object_property_get_uint(obj, "memaddr", &error_abort);
+    st->size = memdev ?
+        object_property_get_uint(memdev, "size", &error_abort) : 0;
+    st->memaddr = object_property_get_uint(obj, VIRTIO_PMEM_ADDR_PROP,
+                                           &error_abort);
 
-    qstats = object_property_get_qobject(obj, "x-stats", &error_abort);
+    qstats = object_property_get_qobject(obj, VIRTIO_PMEM_STATS_PROP,
+                                         &error_abort);
     v = qobject_input_visitor_new(qstats);
     visit_type_VirtioPMEMStats(v, NULL, &st->stats, &error_abort);
     visit_free(v);

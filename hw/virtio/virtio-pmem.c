@@ -436,8 +436,8 @@ static void pmem_instance_init(Object *obj)
 {
     VirtIOPMEM *pmem = VIRTIO_PMEM(obj);
 
-    object_property_add(obj, "x-stats", "VirtioPMEMStats", pmem_get_stats,
-                        NULL, NULL, NULL);
+    object_property_add(obj, VIRTIO_PMEM_STATS_PROP, "VirtioPMEMStats",
+                        pmem_get_stats, NULL, NULL, NULL);
     /* test knob, settable at run time: syncs fail with this errno */
     object_property_add_uint32_ptr(obj, "x-inject-flush-errno",
                                    &pmem->inject_errno, OBJ_PROP_FLAG_READWRITE);

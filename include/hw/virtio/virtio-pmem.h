@@ -19,6 +19,8 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOPMEM, VIRTIO_PMEM)
 /* property names shared with the PCI proxy (the memory-device interface) */
 #define VIRTIO_PMEM_ADDR_PROP   "memaddr"
 #define VIRTIO_PMEM_MEMDEV_PROP "memdev"
+/* flush statistics, a VirtioPMEMStats, read by x-query-virtio-pmem */
+#define VIRTIO_PMEM_STATS_PROP  "x-stats"
 
 typedef struct VirtIOPMEMRequest VirtIOPMEMRequest;
 typedef QSIMPLEQ_HEAD(, VirtIOPMEMRequest) VirtIOPMEMRequestQueue;
