@@ -26,7 +26,7 @@ tiny_guests := $(patsubst tests/guest/%.S,$(B)/guest/%.bin,$(wildcard tests/gues
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools \
-	check check-unit check-qtest check-kvm check-e2e demo bench clean distclean
+	kernel check check-unit check-qtest check-kvm check-e2e check-kernel demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -54,6 +54,10 @@ guest-tiny: $(tiny_guests)
 guest-linux: deps
 	@scripts/guest-linux $(B)/guest
 
+# Linux 6.12 with kernel-patches/6.12 applied, and its test initramfs.
+kernel: deps
+	@tests/kernel/build $(B)/kernel
+
 # Tiny real-mode guests: 64 KiB flat images loaded with -bios.
 $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
@@ -71,8 +75,8 @@ $(B)/bench/fsync-rate: bench/fsync-rate.c
 bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
 # The unmodified base too: qtests check migration to and from it.
-check: build upstream guest
-	@$(RUNNER) unit qtest kvm e2e
+check: build upstream guest kernel
+	@$(RUNNER) unit qtest kvm e2e kernel
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream
@@ -81,6 +85,8 @@ check-kvm: build guest-tiny
 	@$(RUNNER) kvm
 check-e2e: build guest-linux
 	@$(RUNNER) e2e
+check-kernel: build kernel
+	@$(RUNNER) kernel
 
 demo: build guest bench-tools
 	@python3 scripts/demo.py --build $(B)

@@ -13,6 +13,10 @@ pkgs=(
     seabios qemu-system-data ipxe-qemu
     # Linux guest userland
     busybox-static
+    # building the patched Linux 6.12 (tests/kernel)
+    bc libelf-dev
+    # s390x guests and firmware
+    binutils-s390x-linux-gnu gcc-s390x-linux-gnu
 )
 [ -n "${EXTRA_DEPS:-}" ] && pkgs+=($EXTRA_DEPS)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the tree's test layers and print TAP, ending with one summary line.
 
-Usage: tests/runner.py --build DIR LAYER...   (unit, qtest, kvm, e2e)
+Usage: tests/runner.py --build DIR LAYER...   (unit, qtest, kvm, e2e, kernel)
 
 Each layer's tests print as `ok N - layer: name`, `not ok N - ...` or
 `ok N - ... # SKIP reason`; the last line is `N passed, N failed, N skipped`
@@ -119,7 +119,14 @@ def layer_e2e(tap, build):
     e2e_tests.run(tap, build)
 
 
-LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm, "e2e": layer_e2e}
+def layer_kernel(tap, build):
+    sys.path.insert(0, os.path.join(TOP, "tests/kernel"))
+    import kernel_tests
+    kernel_tests.run(tap, build)
+
+
+LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm, "e2e": layer_e2e,
+          "kernel": layer_kernel}
 
 
 def main():
