@@ -2,7 +2,9 @@
 # `make` builds with the defaults; `./configure --help` lists the options.
 
 -include config.mak
-TARGETS ?= x86_64
+TARGETS ?= x86_64,s390x
+# The base is built for the comparisons, which run on x86_64 only.
+UPSTREAM_TARGETS ?= x86_64
 ASAN ?= no
 BASE ?=
 WITH_UPSTREAM ?= no
@@ -14,6 +16,8 @@ space := $(empty) $(empty)
 target_names := $(subst $(comma),$(space),$(TARGETS))
 QEMU_OPTS := --target-list=$(subst $(space),$(comma),$(foreach t,$(target_names),$(t)-softmmu)) \
 	--enable-kvm $(if $(filter yes,$(ASAN)),--enable-asan --enable-ubsan)
+UPSTREAM_OPTS := --target-list=$(subst $(space),$(comma),$(foreach t,$(subst $(comma),$(space),$(UPSTREAM_TARGETS)),$(t)-softmmu)) \
+	--enable-kvm $(if $(filter yes,$(ASAN)),--enable-asan --enable-ubsan)
 BASEDIR := $(if $(BASE),$(BASE),$(B)/base)
 
 # What our tests need from the QEMU build.
@@ -23,10 +27,13 @@ ours_targets := $(foreach t,$(target_names),qemu-system-$(t)) \
 	$(addprefix tests/unit/,$(unit_tests)) $(addprefix tests/qtest/,$(qtests))
 
 tiny_guests := $(patsubst tests/guest/%.S,$(B)/guest/%.bin,$(wildcard tests/guest/*.S))
+s390x_guests := $(patsubst tests/guest-s390x/%.S,$(B)/guest/s390x/%.elf,$(wildcard tests/guest-s390x/*.S))
+# The s390x layer runs when the s390x target is built.
+s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools \
-	kernel check check-unit check-qtest check-kvm check-e2e check-kernel demo bench clean distclean
+	kernel check check-unit check-qtest check-kvm check-e2e check-s390x check-kernel guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -46,11 +53,12 @@ build: prepare
 
 upstream: base
 	@scripts/prepare-tree --pristine $(BASEDIR) $(B)/upstream/src
-	@scripts/build-qemu upstream $(B)/upstream/src $(B)/upstream/qemu $(B)/tools "$(QEMU_OPTS)" \
-		$(foreach t,$(target_names),qemu-system-$(t))
+	@scripts/build-qemu upstream $(B)/upstream/src $(B)/upstream/qemu $(B)/tools "$(UPSTREAM_OPTS)" \
+		$(foreach t,$(subst $(comma),$(space),$(UPSTREAM_TARGETS)),qemu-system-$(t))
 
-guest: guest-tiny guest-linux
+guest: guest-tiny guest-linux $(if $(s390x_layer),guest-s390x)
 guest-tiny: $(tiny_guests)
+guest-s390x: deps $(s390x_guests)
 guest-linux: deps
 	@scripts/guest-linux $(B)/guest
 
@@ -66,6 +74,13 @@ $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 	@ld -Ttext=0 -e 0 -o $(B)/guest/$*.elf $(B)/guest/$*.o
 	@objcopy -O binary -j .text $(B)/guest/$*.elf $@
 
+# Tiny s390x guests: ELF images loaded with -kernel.
+$(B)/guest/s390x/%.elf: tests/guest-s390x/%.S
+	@mkdir -p $(@D)
+	@echo "guest: assembling s390x $*"
+	@s390x-linux-gnu-gcc -c -nostdinc -o $(B)/guest/s390x/$*.o $<
+	@s390x-linux-gnu-ld -Ttext=0x10000 -e _start -o $@ $(B)/guest/s390x/$*.o
+
 $(B)/bench/kvm-port-loop: bench/kvm-port-loop.c
 	@mkdir -p $(@D)
 	@gcc -O2 -Wall -o $@ $<
@@ -76,7 +91,7 @@ bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
 # The unmodified base too: qtests check migration to and from it.
 check: build upstream guest kernel
-	@$(RUNNER) unit qtest kvm e2e kernel
+	@$(RUNNER) unit qtest kvm e2e $(s390x_layer) kernel
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream
@@ -85,6 +100,8 @@ check-kvm: build guest-tiny
 	@$(RUNNER) kvm
 check-e2e: build guest-linux
 	@$(RUNNER) e2e
+check-s390x: build guest-s390x
+	@$(RUNNER) s390x
 check-kernel: build kernel
 	@$(RUNNER) kernel
 
@@ -96,6 +113,6 @@ bench: build upstream guest-tiny bench-tools
 	@python3 bench/virtio_pmem.py --build $(B)
 
 clean:
-	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/bench
+	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/guest/s390x $(B)/bench
 distclean:
 	rm -rf $(B) config.mak

@@ -87,12 +87,14 @@ def _cpio_newc(files):
 
 
 def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
-                machine="q35", memory="512M,slots=2,maxmem=2G", qmp=None):
+                machine="q35", memory="512M,slots=2,maxmem=2G", qmp=None, **boot):
     """Boot the Linux guest under TCG and run `script` (sh) as /test.sh.
 
     Returns (QEMU exit status, console text).  To talk QMP to the guest
-    while it runs, use linux_guest_start with qmp=PATH instead."""
-    p, initrd = linux_guest_start(build, script, qemu_args, which, machine, memory, qmp)
+    while it runs, use linux_guest_start with qmp=PATH instead.  `boot`
+    takes linux_guest_start's kernel, initrd and append."""
+    p, initrd = linux_guest_start(build, script, qemu_args, which, machine, memory, qmp,
+                                  **boot)
     try:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -105,19 +107,26 @@ def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
 
 
 def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
-                      memory="512M,slots=2,maxmem=2G", qmp=None):
-    """Start the Linux guest; returns (Popen, initrd path to unlink after)."""
+                      memory="512M,slots=2,maxmem=2G", qmp=None, kernel=None,
+                      initrd=None, append="console=ttyS0 panic=-1 quiet"):
+    """Start the Linux guest; returns (Popen, initrd path to unlink after).
+
+    By default the guest is Debian's kernel and our initramfs in BUILD/guest;
+    `kernel` and `initrd` (a gzipped cpio) boot others, with `append` as
+    the kernel command line."""
     guest = os.path.join(build, "guest")
-    with open(os.path.join(guest, "initramfs.cpio.gz"), "rb") as f:
+    kernel = kernel or os.path.join(guest, "vmlinuz")
+    base_initrd = initrd or os.path.join(guest, "initramfs.cpio.gz")
+    with open(base_initrd, "rb") as f:
         base = f.read()
-    fd, initrd = tempfile.mkstemp(prefix="initrd-", suffix=".gz", dir=guest)
+    fd, initrd = tempfile.mkstemp(prefix="initrd-", suffix=".gz",
+                                  dir=os.path.dirname(base_initrd))
     with os.fdopen(fd, "wb") as f:
         f.write(base)
         f.write(_cpio_newc({"test.sh": (0o100755, script.encode())}))
     cmd = [qemu_binary(build, which), "-M", machine, "-accel", "tcg", "-m", memory,
            "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-           "-kernel", os.path.join(guest, "vmlinuz"), "-initrd", initrd,
-           "-append", "console=ttyS0 panic=-1 quiet"]
+           "-kernel", kernel, "-initrd", initrd, "-append", append]
     if qmp:
         cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     cmd += list(qemu_args)
@@ -243,6 +252,81 @@ class TinyVM:
             self.qmp.close()
         except Exception:
             pass
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class QemuVM:
+    """Any QEMU binary run with QMP on a unix socket (stderr kept for
+    diagnostics): for guests that report through memory or QMP."""
+
+    def __init__(self, binary, args, incoming=None):
+        self.dir = tempfile.mkdtemp(prefix="qemuvm-")
+        self.qmp_path = os.path.join(self.dir, "qmp.sock")
+        self.err_path = os.path.join(self.dir, "stderr.txt")
+        cmd = [binary] + list(args) + [
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if incoming:
+            cmd += ["-incoming", incoming]
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err)
+        try:
+            self.qmp = QMP(self.qmp_path)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"QEMU did not start: {self.stderr()}")
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+    def hmp(self, line):
+        return self.qmp.cmd("human-monitor-command", **{"command-line": line})
+
+    def wait_status(self, status, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.qmp.cmd("query-status")["status"]
+            if now == status:
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"VM status {now!r}, waited for {status!r}; "
+                                   f"stderr: {self.stderr()}")
+            time.sleep(0.05)
+
+    def wait_migration(self, timeout=120):
+        """Wait for this side's migration to complete; raise if it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.qmp.cmd("query-migrate").get("status")
+            if st == "completed":
+                return
+            if st in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeError(f"migration {st}: {self.stderr()}")
+            time.sleep(0.05)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.qmp.cmd("quit")
+            except Exception:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            self.qmp.close()
+        except Exception:
+            pass
+        self.err.close()
         subprocess.run(["rm", "-rf", self.dir])
 
     def __enter__(self):
