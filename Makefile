@@ -59,6 +59,7 @@ upstream: base
 guest: guest-tiny guest-linux $(if $(s390x_layer),guest-s390x)
 guest-tiny: $(tiny_guests)
 guest-s390x: deps $(s390x_guests)
+	@scripts/guest-s390x-linux $(B)/guest
 guest-linux: deps
 	@scripts/guest-linux $(B)/guest
 
