@@ -50,6 +50,18 @@ uint64_t s390_diag318_get(void)
     return first_cpu ? qatomic_read(&cpu_env(first_cpu)->diag318_info) : 0;
 }
 
+void s390_diag318_cpu_hotplugged(CPUState *cs)
+{
+    /* s390x CPUs are never unplugged: first_cpu is an older one */
+    uint64_t code = s390_diag318_get();
+
+    if (kvm_enabled()) {
+        run_on_cpu(cs, diag318_store, RUN_ON_CPU_HOST_ULONG(code));
+    } else {
+        diag318_store(cs, RUN_ON_CPU_HOST_ULONG(code));
+    }
+}
+
 bool s390_diag318_exec(CPUState *cs, uint64_t code)
 {
     if (!s390_has_feat(S390_FEAT_DIAG_318)) {

@@ -163,6 +163,15 @@ def test_reset(build):
     return not diag, "\n".join(diag)
 
 
+def test_cpu_hotplug(build):
+    """A CPU plugged after the guest's DIAG 318 holds the VM's code."""
+    with S390VM(build, smp="1,maxcpus=2") as vm:
+        vm.finish()
+        vm.qmp.cmd("device_add", driver="qemu-s390x-cpu", id="cpu1", **{"core-id": 1})
+        cpus = vm.cpu_codes()
+    return cpus == [CODE, CODE], f"CPU codes after hotplug: {cpus}"
+
+
 def test_migration(build):
     """Migration (to a file, then into a new QEMU) keeps the code on every CPU."""
     diag = []
@@ -243,6 +252,7 @@ TESTS = [
     ("s390-ccw-virtio-9.2 keeps the CPU model without diag318", test_old_machine_type),
     ("diag318 unknown name code", test_unknown_name_code),
     ("diag318 code cleared by machine reset", test_reset),
+    ("diag318 code reaches a hot-plugged CPU", test_cpu_hotplug),
     ("diag318 code survives migration", test_migration),
     ("Debian's s390x Linux kernel reports name code 4", test_linux_guest),
     ("target/s390x/kvm/kvm.c compiles (syntax check)", test_kvm_code_compiles),

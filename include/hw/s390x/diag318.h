@@ -23,6 +23,9 @@ uint64_t s390_diag318_get(void);
 /* Give every CPU @code: the guest's DIAG 318, or 0 on machine reset. */
 void s390_diag318_set_all(uint64_t code);
 
+/* A CPU plugged after boot takes the VM's code. */
+void s390_diag318_cpu_hotplugged(CPUState *cs);
+
 /*
  * The guest executed DIAG 318 in supervisor state with @code in its R1
  * register.  Returns false when the CPU model lacks the facility: the
