@@ -33,7 +33,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools \
-	kernel check check-unit check-qtest check-kvm check-e2e check-s390x check-kernel guest-s390x demo bench clean distclean
+	kernel check check-unit check-qtest check-kvm check-e2e check-migration check-s390x check-kernel guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -92,7 +92,7 @@ bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
 # The unmodified base too: qtests check migration to and from it.
 check: build upstream guest kernel
-	@$(RUNNER) unit qtest kvm e2e $(s390x_layer) kernel
+	@$(RUNNER) unit qtest kvm e2e migration $(s390x_layer) kernel
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream
@@ -101,6 +101,8 @@ check-kvm: build guest-tiny
 	@$(RUNNER) kvm
 check-e2e: build guest-linux
 	@$(RUNNER) e2e
+check-migration: build upstream guest-tiny
+	@$(RUNNER) migration
 check-s390x: build guest-s390x
 	@$(RUNNER) s390x
 check-kernel: build kernel
@@ -112,6 +114,7 @@ demo: build guest bench-tools
 bench: build upstream guest-tiny bench-tools
 	@python3 bench/coalesced_io.py --build $(B)
 	@python3 bench/virtio_pmem.py --build $(B)
+	@python3 bench/migration.py --build $(B)
 
 clean:
 	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/guest/s390x $(B)/bench

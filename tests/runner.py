@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the tree's test layers and print TAP, ending with one summary line.
 
-Usage: tests/runner.py --build DIR LAYER...   (unit, qtest, kvm, e2e, kernel, s390x)
+Usage: tests/runner.py --build DIR LAYER...   (unit, qtest, kvm, e2e, migration, s390x, kernel)
 
 Each layer's tests print as `ok N - layer: name`, `not ok N - ...` or
 `ok N - ... # SKIP reason`; the last line is `N passed, N failed, N skipped`
@@ -125,6 +125,13 @@ def layer_kernel(tap, build):
     kernel_tests.run(tap, build)
 
 
+def layer_migration(tap, build):
+    sys.path.insert(0, os.path.join(TOP, "tests/migration"))
+    for name in ("migration_tests", "kvm_dirty_log_tests"):
+        if os.path.exists(os.path.join(TOP, "tests/migration", name + ".py")):
+            __import__(name).run(tap, build)
+
+
 def layer_s390x(tap, build):
     sys.path.insert(0, os.path.join(TOP, "tests/s390x"))
     import s390x_tests
@@ -132,7 +139,7 @@ def layer_s390x(tap, build):
 
 
 LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm, "e2e": layer_e2e,
-          "kernel": layer_kernel, "s390x": layer_s390x}
+          "kernel": layer_kernel, "s390x": layer_s390x, "migration": layer_migration}
 
 
 def main():
