@@ -115,6 +115,7 @@ bench: build upstream guest-tiny bench-tools
 	@python3 bench/coalesced_io.py --build $(B)
 	@python3 bench/virtio_pmem.py --build $(B)
 	@python3 bench/migration.py --build $(B)
+	@python3 bench/kvm_dirty_log.py --build $(B)
 
 clean:
 	rm -rf $(B)/ours/qemu $(B)/upstream/qemu $(B)/guest/*.bin $(B)/guest/s390x $(B)/bench
