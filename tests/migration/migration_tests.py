@@ -1,0 +1,449 @@
+"""Migration layer, TCG part: a guest that keeps writing a known pattern
+(tests/guest/mem-pattern.S) is migrated and its memory checked byte for
+byte on the destination.
+
+Every test runs the guest under TCG with the same machine type on both
+sides (a versioned one when the two sides are different binaries), waits
+until the guest has written its whole pattern range once, and migrates it
+while it keeps rewriting pages at a steady rate.  What is checked:
+
+- the destination's RAM (pmemsave of all of it, both sides stopped) equals
+  the source's byte for byte, and is a consistent state of the pattern
+  (every page holds the generation its position implies, see
+  mempattern.check_pattern), and the guest wrote pages while RAM was being
+  sent (so dirty pages had to be sent again);
+- the CMOS NVRAM bytes the guest wrote at boot arrive: after `cont` the
+  guest re-reads them from the destination's RTC into its RAM mirror;
+- postcopy: pages the destination faults on or receives in the background,
+  checked against the source's last state and the pattern;
+- virtio-pmem (ours to ours): the backing file's contents reach the
+  destination's own file;
+- a destination killed mid-stream: the source reports failed, keeps
+  running with its memory intact, and a retried migration succeeds.
+"""
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import mempattern as mp  # noqa: E402
+import guests  # noqa: E402  (tests/guests.py, put on sys.path by mempattern)
+
+RAM_MIB = 128
+DIRTY_RATE = 16 << 20          # bytes/s the guest rewrites during migration
+BANDWIDTH = 256 << 20          # max-bandwidth for the migrations that should finish
+PMEM_SIZE = 16 << 20
+
+
+DEATHS = []                    # QEMUs that died under a scenario: its diagnostics
+
+
+class Fail(Exception):
+    pass
+
+
+def expect(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+class Guest:
+    """One mem-pattern image (random CMOS bytes) and the VMs that run it."""
+
+    def __init__(self, build, tmp, ram_mib=RAM_MIB, dirty_rate=DIRTY_RATE):
+        self.build, self.tmp, self.ram_mib = build, tmp, ram_mib
+        self.cmos = bytes(b | 0x80 for b in os.urandom(8))   # never the RTC's 0
+        self.image = mp.patch_image(build, os.path.join(tmp, "guest.bin"),
+                                    npages=mp.pattern_pages(ram_mib), flags=1,
+                                    cmos_bytes=self.cmos, **mp.pacing(dirty_rate))
+        self.vms = []
+
+    def start(self, which, machine, extra=(), incoming=None, paused=False, ram=None):
+        args = list(extra) + (["-S"] if paused else [])
+        vm = mp.start_vm(guests.qemu_binary(self.build, which), self.image, machine,
+                         ram or f"{self.ram_mib}M", args, incoming=incoming)
+        vm.which = which
+        self.vms.append(vm)
+        return vm
+
+    def dump(self, vm, name):
+        return mp.dump_ram(vm, os.path.join(self.tmp, name), self.ram_mib << 20)
+
+    def status(self, vm):
+        return mp.read_status(vm, self.tmp)
+
+    def close(self):
+        for vm in self.vms:
+            rc = vm.proc.poll()
+            if rc not in (None, 0) and not getattr(vm, "killed", False):
+                DEATHS.append(f"{vm.which} QEMU exited with status {rc}: "
+                              f"{vm.stderr().strip()[-800:]}")
+            try:
+                vm.close()
+            except Exception:
+                mp.kill(vm)
+
+
+def listen(dst, kind, tmp):
+    """Make dst (started with -incoming defer) listen; returns the URI for the source."""
+    if kind == "unix":
+        path = os.path.join(tmp, f"mig-{len(os.listdir(tmp))}.sock")
+        dst.qmp.cmd("migrate-incoming", uri=f"unix:{path}")
+        return f"unix:{path}"
+    if kind == "tcp":
+        dst.qmp.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
+        addrs = dst.qmp.cmd("query-migrate").get("socket-address", [])
+        port = next(a["port"] for a in addrs if a.get("type") == "inet")
+        return f"tcp:127.0.0.1:{port}"
+    raise ValueError(kind)
+
+
+def set_params(vm, **params):
+    vm.qmp.cmd("migrate-set-parameters", **params)
+
+
+def wait_final(vm, timeout=120):
+    info = mp.wait_done(vm, timeout)
+    expect(info.get("status") == "completed",
+           f"{vm.which}: migration {info.get('status')}: {info.get('error-desc', '')} "
+           f"{vm.stderr()[-500:]}")
+    return info
+
+
+def check_equal_ram(g, src, dst, w_before):
+    """Both sides stopped: RAM byte for byte, the pattern consistent, and the
+    guest wrote pages after migration began.  Returns the checked status."""
+    a, b = g.dump(src, "src.ram"), g.dump(dst, "dst.ram")
+    equal, how = mp.compare_dumps(a, b)
+    expect(equal, f"destination RAM differs from the source: {how}")
+    ok, msg, st = mp.check_pattern(b)
+    expect(ok, f"destination pattern inconsistent: {msg}")
+    expect(st.written > w_before,
+           f"the guest wrote no page during migration (W {w_before} -> {st.written})")
+    os.unlink(a)
+    os.unlink(b)
+    return f"{how}; pattern {msg}; {st.written - w_before} pages written during migration"
+
+
+def check_cmos(g, dst):
+    """Run the destination until the guest re-read its NVRAM bytes twice;
+    they must be the ones it wrote on the source at boot."""
+    before = g.status(dst)
+    dst.qmp.cmd("cont")
+    deadline = time.monotonic() + 30
+    while True:
+        st = g.status(dst)
+        if st.mirrors >= before.mirrors + 2 and st.written > before.written:
+            break
+        expect(time.monotonic() < deadline,
+               f"the guest did not run on the destination ({before} -> {st})")
+        time.sleep(0.05)
+    dst.qmp.cmd("stop")
+    st = g.status(dst)
+    expect(st.cmos_mirror == g.cmos,
+           f"NVRAM 0x48..0x4f on the destination {st.cmos_mirror.hex()}, "
+           f"written on the source {g.cmos.hex()}")
+    b = g.dump(dst, "dst-after.ram")
+    ok, msg, _ = mp.check_pattern(b)
+    os.unlink(b)
+    expect(ok, f"pattern inconsistent after running on the destination: {msg}")
+    return f"NVRAM {g.cmos.hex()} read back on the destination; pattern {msg}"
+
+
+def precopy(build, tmp, src_which, dst_which, machine, kind, results, name):
+    """Precopy src -> dst (-S) over a socket or through a file; RAM, then CMOS."""
+    g = Guest(build, tmp)
+    try:
+        src = g.start(src_which, machine)
+        mp.wait_first_pass(src, tmp)
+        set_params(src, **{"max-bandwidth": BANDWIDTH})
+        if kind == "file":
+            dst_uri = src_uri = f"file:{os.path.join(tmp, 'vm.mig')}"
+            w0 = g.status(src).written
+            src.qmp.cmd("migrate", uri=src_uri)
+            wait_final(src)
+            dst = g.start(dst_which, machine, paused=True, incoming="defer")
+            dst.qmp.cmd("migrate-incoming", uri=dst_uri)
+        else:
+            dst = g.start(dst_which, machine, paused=True, incoming="defer")
+            src_uri = listen(dst, kind, tmp)
+            w0 = g.status(src).written
+            src.qmp.cmd("migrate", uri=src_uri)
+            wait_final(src)
+        wait_final(dst)
+        dst.wait_status("paused")
+        results.append((f"{name}: RAM equal byte for byte", check_equal_ram(g, src, dst, w0)))
+        results.append((f"{name}: CMOS NVRAM bytes carried over", check_cmos(g, dst)))
+    finally:
+        g.close()
+
+
+def postcopy(build, tmp, results, name, machine="pc"):
+    """Precopy at a low bandwidth, then postcopy with the destination running:
+    it faults on pages it touches first.  Pages equal the source's last
+    state except those the destination guest rewrote after the switch."""
+    g = Guest(build, tmp)
+    try:
+        src = g.start("ours", machine)
+        dst = g.start("ours", machine, incoming="defer")
+        for vm in (src, dst):
+            vm.qmp.cmd("migrate-set-capabilities",
+                       capabilities=[{"capability": "postcopy-ram", "state": True}])
+        mp.wait_first_pass(src, tmp)
+        set_params(src, **{"max-bandwidth": 16 << 20})
+        uri = listen(dst, "unix", tmp)
+        w0 = g.status(src).written
+        src.qmp.cmd("migrate", uri=uri)
+        deadline = time.monotonic() + 60
+        while True:   # RAM is flowing: switch to postcopy
+            info = src.qmp.cmd("query-migrate")
+            if info.get("ram", {}).get("transferred", 0) > 8 << 20:
+                break
+            expect(info.get("status") in ("setup", "active") and time.monotonic() < deadline,
+                   f"precopy did not start sending RAM: {info}")
+            time.sleep(0.05)
+        src.qmp.cmd("migrate-start-postcopy")
+        info = wait_final(src)
+        wait_final(dst)
+        expect(info["ram"].get("postcopy-requests", 0) > 0,
+               f"the destination requested no page in postcopy: {info['ram']}")
+        dst.wait_status("running")
+        dst.qmp.cmd("stop")
+        src_st, dst_st = g.status(src), g.status(dst)
+        a, b = g.dump(src, "src.ram"), g.dump(dst, "dst.ram")
+        ok, msg_src, _ = mp.check_pattern(a)
+        expect(ok, f"source pattern inconsistent: {msg_src}")
+        ok, msg_dst, _ = mp.check_pattern(b)
+        expect(ok, f"destination pattern inconsistent: {msg_dst}")
+        expect(src_st.written > w0, "the guest wrote no page during precopy")
+        expect(dst_st.written >= src_st.written,
+               f"destination W {dst_st.written} behind the source's {src_st.written}")
+        # pages the destination guest may have rewritten: W_src .. W_dst (mod n)
+        n = src_st.npages
+        rewritten = dst_st.written - src_st.written + 1
+        allowed = set() if rewritten >= n else {
+            (src_st.written + i) % n for i in range(rewritten)}
+        differ = []
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            for pfn in range((RAM_MIB << 20) // mp.PAGE):
+                pa, pb = fa.read(mp.PAGE), fb.read(mp.PAGE)
+                if pa == pb:
+                    continue
+                addr = pfn * mp.PAGE
+                if addr == mp.STATUS or addr == 0x6000:    # status page, stack
+                    continue
+                p = (addr - mp.BASE) // mp.PAGE
+                if addr < mp.BASE or (rewritten < n and p not in allowed):
+                    differ.append(addr)
+        os.unlink(a)
+        os.unlink(b)
+        expect(not differ, "pages differ that the destination guest did not rewrite: " +
+               ", ".join(f"{x:#x}" for x in differ[:8]))
+        results.append((f"{name}: RAM equal to the source's but for pages the destination "
+                        "rewrote",
+                        f"source {msg_src}, destination {msg_dst}, "
+                        f"{info['ram']['postcopy-requests']} page requests"))
+    finally:
+        g.close()
+
+
+def pmem(build, tmp, results, name, machine="pc"):
+    """ours -> ours with virtio-pmem: the backing file's bytes arrive."""
+    src_file, dst_file = os.path.join(tmp, "src.pmem"), os.path.join(tmp, "dst.pmem")
+    content = os.urandom(PMEM_SIZE)
+    with open(src_file, "wb") as f:
+        f.write(content)
+    with open(dst_file, "wb") as f:
+        f.write(bytes(PMEM_SIZE))
+
+    def pmem_args(path):
+        return ["-object", f"memory-backend-file,id=pm,share=on,mem-path={path},"
+                f"size={PMEM_SIZE}", "-device", "virtio-pmem-pci,memdev=pm,id=vp"]
+
+    ram = f"{RAM_MIB}M,slots=1,maxmem=1G"
+    g = Guest(build, tmp)
+    try:
+        src = g.start("ours", machine, pmem_args(src_file), ram=ram)
+        dst = g.start("ours", machine, pmem_args(dst_file), ram=ram, paused=True,
+                      incoming="defer")
+        mp.wait_first_pass(src, tmp)
+        devs = src.qmp.cmd("query-memory-devices")
+        expect(any(d.get("type") == "virtio-pmem" for d in devs),
+               f"no virtio-pmem in query-memory-devices: {devs}")
+        set_params(src, **{"max-bandwidth": BANDWIDTH})
+        uri = listen(dst, "unix", tmp)
+        w0 = g.status(src).written
+        src.qmp.cmd("migrate", uri=uri)
+        wait_final(src)
+        wait_final(dst)
+        how = check_equal_ram(g, src, dst, w0)
+        with open(dst_file, "rb") as f:
+            got = f.read()
+        expect(got == content, "the destination's pmem file differs from the source's: "
+               f"first difference at {next(i for i in range(PMEM_SIZE) if got[i] != content[i]):#x}")
+        with open(src_file, "rb") as f:
+            expect(f.read() == content, "the source's pmem file changed")
+        results.append((f"{name}: pmem file contents on the destination",
+                        f"{PMEM_SIZE} bytes equal; {how}"))
+    finally:
+        g.close()
+
+
+def killed_destination(build, tmp, results, name, machine="pc"):
+    """SIGKILL the destination mid-stream; the source fails the migration,
+    keeps running intact; a retry to a new destination succeeds."""
+    g = Guest(build, tmp)
+    try:
+        src = g.start("ours", machine)
+        mp.wait_first_pass(src, tmp)
+        set_params(src, **{"max-bandwidth": 8 << 20})     # 128 MiB: ~16 s
+        dst = g.start("ours", machine, paused=True, incoming="defer")
+        src.qmp.cmd("migrate", uri=listen(dst, "unix", tmp))
+        deadline = time.monotonic() + 60
+        while src.qmp.cmd("query-migrate").get("ram", {}).get("transferred", 0) < 8 << 20:
+            expect(time.monotonic() < deadline, "migration did not send 8 MiB")
+            time.sleep(0.05)
+        dst.killed = True
+        os.kill(dst.proc.pid, signal.SIGKILL)
+        dst.proc.wait()
+        info = mp.wait_done(src, 60)
+        expect(info.get("status") == "failed",
+               f"source migration {info.get('status')} after the destination died")
+        status = src.qmp.cmd("query-status")["status"]
+        expect(status == "running", f"source is {status!r} after the failed migration")
+        w1 = g.status(src).written
+        time.sleep(0.5)
+        w2 = g.status(src).written
+        expect(w2 > w1, f"the guest stopped writing on the source (W {w1} -> {w2})")
+        src.qmp.cmd("stop")
+        a = g.dump(src, "src.ram")
+        ok, msg, _ = mp.check_pattern(a)
+        os.unlink(a)
+        expect(ok, f"source memory inconsistent after the failed migration: {msg}")
+        src.qmp.cmd("cont")
+        results.append((f"{name}: source fails the migration, keeps running intact",
+                        f"{info.get('error-desc', '')}; W {w1} -> {w2}; {msg}"))
+
+        dst2 = g.start("ours", machine, paused=True, incoming="defer")
+        set_params(src, **{"max-bandwidth": BANDWIDTH})
+        uri = listen(dst2, "unix", tmp)
+        w0 = g.status(src).written
+        src.qmp.cmd("migrate", uri=uri)
+        wait_final(src)
+        wait_final(dst2)
+        results.append((f"{name}: retried migration to a new destination, RAM equal",
+                        check_equal_ram(g, src, dst2, w0)))
+    finally:
+        g.close()
+
+
+def upstream_missing(build):
+    exe = guests.qemu_binary(build, "upstream")
+    return None if os.access(exe, os.X_OK) else f"no upstream build ({exe})"
+
+
+def postcopy_unavailable():
+    """Postcopy needs userfaultfd(2)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(323, 0x80000)     # SYS_userfaultfd (x86_64), O_CLOEXEC
+    if fd < 0:
+        return f"userfaultfd unavailable ({os.strerror(ctypes.get_errno())})"
+    os.close(fd)
+    return None
+
+
+def scenarios(build):
+    """(test names it reports, skip reason or None, function(tmp, results))."""
+    up = upstream_missing(build)
+
+    def pre(src, dst, machine, kind, name):
+        return ([f"{name}: RAM equal byte for byte", f"{name}: CMOS NVRAM bytes carried over"],
+                up if "upstream" in (src, dst) else None,
+                lambda tmp, res: precopy(build, tmp, src, dst, machine, kind, res, name))
+
+    post = "migration: postcopy ours->ours, pc, unix socket"
+    pm = "migration: virtio-pmem ours->ours, pc"
+    kill = "migration: killed destination, pc"
+    return [
+        pre("ours", "ours", "pc", "tcp", "migration: precopy ours->ours, pc, tcp"),
+        pre("ours", "ours", "q35", "unix", "migration: precopy ours->ours, q35, unix socket"),
+        pre("ours", "ours", "pc", "file", "migration: precopy ours->ours, pc, file"),
+        ([f"{post}: RAM equal to the source's but for pages the destination rewrote"],
+         postcopy_unavailable(), lambda tmp, res: postcopy(build, tmp, res, post)),
+        pre("ours", "upstream", "pc-i440fx-10.0", "tcp",
+            "migration: precopy ours->upstream, pc-i440fx-10.0, tcp"),
+        pre("upstream", "ours", "pc-i440fx-10.0", "tcp",
+            "migration: precopy upstream->ours, pc-i440fx-10.0, tcp"),
+        pre("ours", "upstream", "pc-q35-10.0", "unix",
+            "migration: precopy ours->upstream, pc-q35-10.0, unix socket"),
+        pre("upstream", "ours", "pc-q35-10.0", "unix",
+            "migration: precopy upstream->ours, pc-q35-10.0, unix socket"),
+        ([f"{pm}: pmem file contents on the destination"], None,
+         lambda tmp, res: pmem(build, tmp, res, pm)),
+        ([f"{kill}: source fails the migration, keeps running intact",
+          f"{kill}: retried migration to a new destination, RAM equal"], None,
+         lambda tmp, res: killed_destination(build, tmp, res, kill)),
+    ]
+
+
+def run(tap, build):
+    image = os.path.join(build, "guest", "mem-pattern.bin")
+    for names, skip, fn in scenarios(build):
+        if skip is None and not os.path.exists(image):
+            skip = f"{image} not built (make guest-tiny)"
+        if skip is not None:
+            for n in names:
+                tap.result(True, n, skip=skip)
+            continue
+        results = []
+        del DEATHS[:]
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="migtest-") as tmp:
+            try:
+                fn(tmp, results)
+                err = None
+            except Fail as e:
+                err = str(e)
+            except Exception as e:
+                err = f"harness error: {e!r}"
+        if err and DEATHS:
+            err += "\n" + "\n".join(DEATHS)
+        took = time.monotonic() - t0
+        for n, how in results:
+            tap.result(True, n)
+            print(f"#   {how} ({took:.1f}s for the scenario)", flush=True)
+        # the first check that did not pass, and the ones it prevented
+        done = {n for n, _ in results}
+        failed_reported = False
+        for n in names:
+            if n in done:
+                continue
+            if not failed_reported:
+                tap.result(False, n, diag=err or "not reached")
+                failed_reported = True
+            else:
+                tap.result(False, n, diag="not reached: an earlier check of this scenario failed")
+
+
+if __name__ == "__main__":
+    # python3 tests/migration/migration_tests.py BUILD [SUBSTRING]: one layer run, filtered
+    class _Tap:
+        n = 0
+
+        def result(self, ok, name, skip=None, diag=None):
+            self.n += 1
+            print(f"{'ok' if ok else 'not ok'} {self.n} - {name}"
+                  + (f" # SKIP {skip}" if skip else ""), flush=True)
+            if not ok and diag:
+                print("#   " + diag.replace("\n", "\n#   "), flush=True)
+
+    _build = os.path.abspath(sys.argv[1])
+    _only = sys.argv[2] if len(sys.argv) > 2 else ""
+    _all = scenarios
+    scenarios = lambda b: [s for s in _all(b) if any(_only in n for n in s[0])]  # noqa: E731
+    run(_Tap(), _build)
