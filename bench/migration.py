@@ -88,8 +88,8 @@ def one_run(build, which, tmp, dirty_rate, bandwidth):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--dirty-mib", type=int, default=32, help="guest dirty rate, MiB/s")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--dirty-mib", type=int, default=64, help="guest dirty rate, MiB/s")
     ap.add_argument("--bandwidth-mib", type=int, default=512, help="max-bandwidth, MiB/s")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
@@ -116,19 +116,23 @@ def main():
         f"max-bandwidth {args.bandwidth_mib} MiB/s, downtime limit 300 ms, local TCP; "
         f"median of {args.reps} alternating runs",
         "",
-        "| figure | ours | upstream | ours/upstream |",
-        "|---|---|---|---|",
+        "| figure | ours | upstream | ours/upstream | ours min-max | upstream min-max |",
+        "|---|---|---|---|---|---|",
     ]
     for key, label, unit in FIGURES:
         o, u = med["ours"][key], med["upstream"][key]
         ratio = o / u if u else float("nan")
         data["ratio"][key] = ratio
+        spread = {w: (min(r[key] for r in runs[w]), max(r[key] for r in runs[w]))
+                  for w in runs}
         lines.append(f"| {label}{f' ({unit})' if unit else ''} | {o:.0f} | {u:.0f} | "
-                     f"{ratio:.2f}x |")
+                     f"{ratio:.2f}x | {spread['ours'][0]:.0f}-{spread['ours'][1]:.0f} | "
+                     f"{spread['upstream'][0]:.0f}-{spread['upstream'][1]:.0f} |")
     lines += ["", f"Guest dirty rate measured during migration: ours "
               f"{med['ours']['dirty_mib_per_s']:.1f} MiB/s, upstream "
               f"{med['upstream']['dirty_mib_per_s']:.1f} MiB/s. Every destination's RAM "
-              "was checked against the guest's pattern. Under TCG neither build uses the "
+              "was checked against the guest's pattern. QEMU reports times in whole ms (setup time "
+              "is a few ms, so its ratio is noise). Under TCG neither build uses the "
               "KVM dirty log; its clear cost per GiB cannot be measured on this machine "
               "(docs/dirty-log.md)."]
     write_report(out_dir, "migration", lines, data)
