@@ -76,7 +76,7 @@ def run(tap, build):
     tail = "\n".join(out.splitlines()[-40:])
 
     results = parse(out)
-    for i, want in enumerate(CHECKS):
+    for want in CHECKS:
         got = [r for r in results if r[1].startswith(want)]
         if not got:
             tap.result(False, f"kernel: {want} (no result from the guest)", diag=tail)

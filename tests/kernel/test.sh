@@ -204,7 +204,7 @@ result $? "remove of the plain device restores all counts" "remove '$err' counts
 # --- create/remove in a loop --------------------------------------------
 LOOPS=${LOOPS:-300}
 i=0 diag=""
-while [ $i -lt $LOOPS ] && [ -z "$diag" ]; do
+while [ $i -lt "$LOOPS" ] && [ -z "$diag" ]; do
 	case $((i % 3)) in
 	0) text="$U1,aggregate=$(( 1 << (i % 7) ))" t=$SMALL ;;
 	1) text="$U1" t=$MEDIUM ;;
