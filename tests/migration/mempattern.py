@@ -5,7 +5,6 @@ bench/migration.py."""
 import hashlib
 import os
 import struct
-import subprocess
 import sys
 import time
 
@@ -198,13 +197,13 @@ def start_vm(binary, image, machine, ram, extra=(), incoming=None):
     return guests.QemuVM(binary, qemu_args(image, machine, ram, extra), incoming=incoming)
 
 
-def wait_done(vm, timeout=120, accept=("completed",)):
+def wait_done(vm, timeout=120):
     """Wait for query-migrate to reach a final state; returns the reply."""
     deadline = time.monotonic() + timeout
     while True:
         info = vm.qmp.cmd("query-migrate")
         st = info.get("status")
-        if st in accept or st in ("completed", "failed", "cancelled"):
+        if st in ("completed", "failed", "cancelled"):
             return info
         if vm.proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"migration still {st} after {timeout}s; stderr: {vm.stderr()}")

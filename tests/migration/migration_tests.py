@@ -16,14 +16,14 @@ while it keeps rewriting pages at a steady rate.  What is checked:
   guest re-reads them from the destination's RTC into its RAM mirror;
 - postcopy: pages the destination faults on or receives in the background,
   checked against the source's last state and the pattern;
-- virtio-pmem (ours to ours): the backing file's contents reach the
-  destination's own file;
+- virtio-pmem (ours to ours, a backend smaller and one larger than RAM):
+  the backing file's contents reach the destination's own file, and RAM
+  arrives intact beside it;
 - a destination killed mid-stream: the source reports failed, keeps
   running with its memory intact, and a retried migration succeeds.
 """
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -444,7 +444,7 @@ def run(tap, build):
             except Exception as e:
                 err = f"harness error: {e!r}"
         if err and DEATHS:
-            err += "\n" + "\n".join(DEATHS)
+            err = "\n".join(DEATHS) + f"\n(the harness then saw: {err})"
         took = time.monotonic() - t0
         for n, how in results:
             tap.result(True, n)
