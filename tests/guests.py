@@ -146,6 +146,44 @@ def guest_values(console):
     return values
 
 
+def stop_qemu(proc, qmp):
+    """Quit a QEMU through QMP, kill it if it does not go, close the QMP."""
+    if proc.poll() is None:
+        try:
+            qmp.cmd("quit")
+        except Exception:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    try:
+        qmp.close()
+    except Exception:
+        pass
+
+
+def run_tests(tap, layer, tests, build, skip=None, fail=None):
+    """Run a layer's (name, fn) tests: fn(build) returns (ok, diag), with ok
+    None when the test cannot run here (diag says why: a skip).  A `skip`
+    reason skips them all; a `fail` reason (something missing that the
+    layer needs) fails them all.  An exception is a failure."""
+    for name, fn in tests:
+        name = f"{layer}: {name}"
+        if skip or fail:
+            tap.result(not fail, name, skip=None if fail else skip, diag=fail)
+            continue
+        try:
+            ok, diag = fn(build)
+        except Exception as e:
+            ok, diag = False, repr(e)
+        if ok is None:
+            tap.result(True, name, skip=diag)
+        else:
+            tap.result(ok, name, diag=diag)
+
+
 class QMP:
     """A minimal QMP client over a unix socket."""
 
@@ -238,20 +276,7 @@ class TinyVM:
         return self.proc.returncode
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.qmp.cmd("quit")
-            except Exception:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        try:
-            self.qmp.close()
-        except Exception:
-            pass
+        stop_qemu(self.proc, self.qmp)
         subprocess.run(["rm", "-rf", self.dir])
 
     def __enter__(self):
@@ -312,20 +337,7 @@ class QemuVM:
             time.sleep(0.05)
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.qmp.cmd("quit")
-            except Exception:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        try:
-            self.qmp.close()
-        except Exception:
-            pass
+        stop_qemu(self.proc, self.qmp)
         self.err.close()
         subprocess.run(["rm", "-rf", self.dir])
 

@@ -114,9 +114,4 @@ TESTS = [
 
 
 def run(tap, build):
-    for name, fn in TESTS:
-        try:
-            ok, diag = fn(build)
-        except Exception as e:
-            ok, diag = False, repr(e)
-        tap.result(ok, f"e2e: {name}", diag=diag)
+    guests.run_tests(tap, "e2e", TESTS, build)

@@ -180,16 +180,4 @@ TESTS.append(("hyperv: guest CPUID 0x40000003 EDX bit 19 with hv-stimer-direct",
 
 
 def run(tap, build):
-    why = guests.kvm_unavailable()
-    for name, fn in TESTS:
-        if why:
-            tap.result(True, f"kvm: {name}", skip=why)
-            continue
-        try:
-            ok, diag = fn(build)
-        except Exception as e:
-            ok, diag = False, repr(e)
-        if ok is None:                  # the test cannot run here: diag says why
-            tap.result(True, f"kvm: {name}", skip=diag)
-        else:
-            tap.result(ok, f"kvm: {name}", diag=diag)
+    guests.run_tests(tap, "kvm", TESTS, build, skip=guests.kvm_unavailable())

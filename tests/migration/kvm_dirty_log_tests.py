@@ -202,13 +202,4 @@ TESTS = [
 
 
 def run(tap, build):
-    why = guests.kvm_unavailable()
-    for name, fn in TESTS:
-        if why:
-            tap.result(True, f"migration: {name}", skip=why)
-            continue
-        try:
-            ok, diag = fn(build)
-        except Exception as e:
-            ok, diag = False, repr(e)
-        tap.result(ok, f"migration: {name}", diag=diag)
+    guests.run_tests(tap, "migration", TESTS, build, skip=guests.kvm_unavailable())

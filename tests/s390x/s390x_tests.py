@@ -266,12 +266,4 @@ def run(tap, build):
         why = f"{binary} not built (./configure --targets=...,s390x)"
     elif not os.path.exists(os.path.join(build, "guest", GUEST)):
         why = f"{GUEST} not built (make guest-s390x)"
-    for name, fn in TESTS:
-        if why:
-            tap.result(False, f"s390x: {name}", diag=why)
-            continue
-        try:
-            ok, diag = fn(build)
-        except Exception as e:
-            ok, diag = False, repr(e)
-        tap.result(ok, f"s390x: {name}", diag=diag)
+    guests.run_tests(tap, "s390x", TESTS, build, fail=why)
