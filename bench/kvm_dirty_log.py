@@ -9,9 +9,11 @@ in them per GiB (x-query-dirty-log), and the migration's total time; then
 ours at its default against upstream at its default (1 GiB chunks), whose
 clear calls are counted with its kvm_clear_dirty_log trace event (ours
 counts them in x-query-dirty-log).
-Medians of REPS runs.  Writes BUILD/bench/kvm-dirty-log.{md,json}.
+Medians of REPS runs.  Writes BUILD/bench/kvm-dirty-log.{md,json} and
+appends the same to migration.{md,json}.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -110,7 +112,23 @@ def main():
               f"| ours / upstream | {cmp_['ours']['clears'] / max(cmp_['upstream']['clears'], 1):.2f} "
               f"| {cmp_['ours']['total_ms'] / max(cmp_['upstream']['total_ms'], 1):.2f} |"]
     write_report(out, "kvm-dirty-log", lines, data)
+    add_to_migration_report(out, lines, data)
     return 0
+
+
+def add_to_migration_report(out, lines, data):
+    """The issue's report is migration.{md,json}: append ours to it when
+    bench/migration.py wrote it in this run (make bench runs it first)."""
+    md, js = (os.path.join(out, f"migration.{ext}") for ext in ("md", "json"))
+    if not (os.path.exists(md) and os.path.exists(js)):
+        return
+    with open(js) as f:
+        report = json.load(f)
+    report["kvm_dirty_log"] = data
+    with open(js, "w") as f:
+        json.dump(report, f, indent=2)
+    with open(md, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
