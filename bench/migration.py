@@ -88,7 +88,7 @@ def one_run(build, which, tmp, dirty_rate, bandwidth):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
-    ap.add_argument("--reps", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--dirty-mib", type=int, default=64, help="guest dirty rate, MiB/s")
     ap.add_argument("--bandwidth-mib", type=int, default=512, help="max-bandwidth, MiB/s")
     args = ap.parse_args()
