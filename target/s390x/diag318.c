@@ -30,18 +30,23 @@ static void diag318_store(CPUState *cs, run_on_cpu_data data)
     }
 }
 
+static void diag318_give(CPUState *cs, uint64_t code)
+{
+    if (kvm_enabled()) {
+        /* the vCPU thread owns kvm_run's sync registers */
+        run_on_cpu(cs, diag318_store, RUN_ON_CPU_HOST_ULONG(code));
+    } else {
+        diag318_store(cs, RUN_ON_CPU_HOST_ULONG(code));
+    }
+}
+
 void s390_diag318_set_all(uint64_t code)
 {
     CPUState *cs;
 
     trace_s390_diag318_set_all(code);
     CPU_FOREACH(cs) {
-        if (kvm_enabled()) {
-            /* the vCPU thread owns kvm_run's sync registers */
-            run_on_cpu(cs, diag318_store, RUN_ON_CPU_HOST_ULONG(code));
-        } else {
-            diag318_store(cs, RUN_ON_CPU_HOST_ULONG(code));
-        }
+        diag318_give(cs, code);
     }
 }
 
@@ -53,13 +58,7 @@ uint64_t s390_diag318_get(void)
 void s390_diag318_cpu_hotplugged(CPUState *cs)
 {
     /* s390x CPUs are never unplugged: first_cpu is an older one */
-    uint64_t code = s390_diag318_get();
-
-    if (kvm_enabled()) {
-        run_on_cpu(cs, diag318_store, RUN_ON_CPU_HOST_ULONG(code));
-    } else {
-        diag318_store(cs, RUN_ON_CPU_HOST_ULONG(code));
-    }
+    diag318_give(cs, s390_diag318_get());
 }
 
 bool s390_diag318_exec(CPUState *cs, uint64_t code)
