@@ -32,8 +32,9 @@ s390x_guests := $(patsubst tests/guest-s390x/%.S,$(B)/guest/s390x/%.elf,$(wildca
 s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
-.PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools \
-	kernel check check-unit check-qtest check-kvm check-e2e check-migration check-s390x check-kernel guest-s390x demo bench clean distclean
+.PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools fuse-tools \
+	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-s390x \
+	check-kernel check-lab guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -67,6 +68,11 @@ guest-linux: deps
 kernel: deps
 	@tests/kernel/build $(B)/kernel
 
+# The KVM lab: an L1 Linux guest (Debian's kernel) under our QEMU with TCG,
+# whose kvm_amd gives the KVM tests a real /dev/kvm (tests/lab/lab.py).
+lab: build guest-linux
+	@scripts/lab-build $(B)/guest $(B)/lab
+
 # Tiny real-mode guests: 64 KiB flat images loaded with -bios.
 $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
@@ -90,15 +96,22 @@ $(B)/bench/fsync-rate: bench/fsync-rate.c
 	@gcc -O2 -Wall -pthread -o $@ $<
 bench-tools: $(B)/bench/kvm-port-loop $(B)/bench/fsync-rate
 
+# The FUSE file system the virtio-pmem qtests observe syncs through
+# (tests/fuse/syncfs-mount mounts it).
+$(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
+	@mkdir -p $(@D)
+	@gcc -O2 -Wall -o $@ $< $$(pkg-config --cflags --libs fuse3)
+fuse-tools: $(B)/fuse/syncfs
+
 # The unmodified base too: qtests check migration to and from it.
-check: build upstream guest kernel
-	@$(RUNNER) unit qtest kvm e2e migration $(s390x_layer) kernel
+check: build upstream guest kernel lab
+	@$(RUNNER) unit qtest kvm kvm-migration e2e migration $(s390x_layer) kernel lab
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream
 	@$(RUNNER) qtest
 check-kvm: build guest-tiny
-	@$(RUNNER) kvm
+	@$(RUNNER) kvm kvm-migration
 check-e2e: build guest-linux
 	@$(RUNNER) e2e
 check-migration: build upstream guest-tiny
@@ -107,6 +120,9 @@ check-s390x: build guest-s390x
 	@$(RUNNER) s390x
 check-kernel: build kernel
 	@$(RUNNER) kernel
+# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
+check-lab: build upstream guest-tiny lab
+	@$(RUNNER) lab
 
 demo: build guest bench-tools
 	@python3 scripts/demo.py --build $(B)

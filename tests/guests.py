@@ -23,6 +23,16 @@ def qemu_binary(build, which="ours", target="x86_64"):
     return os.path.join(build, which, "qemu", f"qemu-system-{target}")
 
 
+class Skip:
+    """What a test function returns when it cannot run here: a one-line
+    reason.  Anything else a test returns is (bool, diagnostics)."""
+
+    def __init__(self, reason):
+        if not reason or "\n" in reason:
+            raise ValueError(f"a skip reason is one non-empty line: {reason!r}")
+        self.reason = reason
+
+
 def kvm_unavailable():
     """None when /dev/kvm can be used, else the reason it cannot."""
     try:
@@ -31,6 +41,13 @@ def kvm_unavailable():
         return f"/dev/kvm not usable here ({e.strerror})"
     os.close(fd)
     return None
+
+
+def kvm_description():
+    """Which KVM this is: the lab's nested one or the host's, and its module."""
+    mods = [m for m in ("kvm_amd", "kvm_intel", "kvm_pvm") if os.path.isdir(f"/sys/module/{m}")]
+    where = "lab: nested KVM in the L1 guest" if os.environ.get("DM_LAB") else "host"
+    return f"{where}, /dev/kvm from {'+'.join(mods) or 'an unknown module'}"
 
 
 def debug_exit_status(value):
@@ -88,7 +105,8 @@ def _cpio_newc(files):
 
 def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
                 machine="q35", memory="512M,slots=2,maxmem=2G", qmp=None, **boot):
-    """Boot the Linux guest under TCG and run `script` (sh) as /test.sh.
+    """Boot the Linux guest (under TCG unless accel= says otherwise) and run
+    `script` (sh) as /test.sh.
 
     Returns (QEMU exit status, console text).  To talk QMP to the guest
     while it runs, use linux_guest_start with qmp=PATH instead.  `boot`
@@ -108,31 +126,89 @@ def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
 
 def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
                       memory="512M,slots=2,maxmem=2G", qmp=None, kernel=None,
-                      initrd=None, append="console=ttyS0 panic=-1 quiet"):
+                      initrd=None, append="console=ttyS0 panic=-1 quiet",
+                      accel="tcg", cpu=None):
     """Start the Linux guest; returns (Popen, initrd path to unlink after).
 
     By default the guest is Debian's kernel and our initramfs in BUILD/guest;
     `kernel` and `initrd` (a gzipped cpio) boot others, with `append` as
-    the kernel command line."""
+    the kernel command line.  The per-test initrd goes to the temporary
+    directory, so the build tree may be read-only (as in the lab)."""
     guest = os.path.join(build, "guest")
     kernel = kernel or os.path.join(guest, "vmlinuz")
     base_initrd = initrd or os.path.join(guest, "initramfs.cpio.gz")
     with open(base_initrd, "rb") as f:
         base = f.read()
-    fd, initrd = tempfile.mkstemp(prefix="initrd-", suffix=".gz",
-                                  dir=os.path.dirname(base_initrd))
+    fd, initrd = tempfile.mkstemp(prefix="initrd-", suffix=".gz")
     with os.fdopen(fd, "wb") as f:
         f.write(base)
         f.write(_cpio_newc({"test.sh": (0o100755, script.encode())}))
-    cmd = [qemu_binary(build, which), "-M", machine, "-accel", "tcg", "-m", memory,
+    cmd = [qemu_binary(build, which), "-M", machine, "-accel", accel, "-m", memory,
            "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
            "-kernel", kernel, "-initrd", initrd, "-append", append]
+    if cpu:
+        cmd += ["-cpu", cpu]
     if qmp:
         cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     cmd += list(qemu_args)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, text=True, errors="replace")
     return p, initrd
+
+
+def read_until(proc, marker, timeout):
+    """Read a guest's console (proc.stdout, text) until a line holds
+    `marker`, the guest ends, or `timeout` s pass; returns the text.  Never
+    blocks past the deadline, even when the guest prints nothing."""
+    import select
+    out = []
+    buf = ""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            out.append(f"[runner: no {marker!r} after {timeout}s]\n")
+            break
+        r, _, _ = select.select([fd], [], [], min(left, 1))
+        if not r:
+            continue
+        chunk = os.read(fd, 65536).decode(errors="replace")
+        if not chunk:
+            break
+        buf += chunk
+        out.append(chunk)
+        if marker in buf:
+            break
+        buf = buf[-len(marker):]
+    return "".join(out)
+
+
+def linux_guest_session(build, script, qemu_args=(), query=None, timeout=300, **boot):
+    """Boot the Linux guest with QMP and -no-shutdown, run `script`, then
+    (QEMU still there after the guest's poweroff) call query(qmp) and quit.
+    Returns (console text, what query returned)."""
+    d = tempfile.mkdtemp(prefix="linux-guest-")
+    qmp_path = os.path.join(d, "qmp.sock")
+    p, initrd = linux_guest_start(build, script, list(qemu_args) + ["-no-shutdown"],
+                                  qmp=qmp_path, **boot)
+    qmp = None
+    try:
+        qmp = QMP(qmp_path)
+        out = read_until(p, "guest: test.sh exit", timeout)
+        got = query(qmp) if query else None
+        stop_qemu(p, qmp)
+        qmp = None
+        out += p.stdout.read()
+        return out, got
+    finally:
+        if qmp:
+            stop_qemu(p, qmp)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.unlink(initrd)
+        subprocess.run(["rm", "-rf", d])
 
 
 def guest_values(console):
@@ -165,23 +241,29 @@ def stop_qemu(proc, qmp):
 
 
 def run_tests(tap, layer, tests, build, skip=None, fail=None):
-    """Run a layer's (name, fn) tests: fn(build) returns (ok, diag), with ok
-    None when the test cannot run here (diag says why: a skip).  A `skip`
-    reason skips them all; a `fail` reason (something missing that the
-    layer needs) fails them all.  An exception is a failure."""
+    """Run a layer's (name, fn) tests.  fn(build) returns (ok, diag) with ok
+    a bool, or a Skip when it cannot run here.  A `skip` reason (one line)
+    skips them all; a `fail` reason (something missing that the layer
+    needs) fails them all.  An exception, or any other result (None from
+    an `and` chain, say), is a failure."""
+    if skip is not None:
+        Skip(skip)                      # one line, or the harness is wrong
     for name, fn in tests:
         name = f"{layer}: {name}"
         if skip or fail:
             tap.result(not fail, name, skip=None if fail else skip, diag=fail)
             continue
         try:
-            ok, diag = fn(build)
+            res = fn(build)
         except Exception as e:
-            ok, diag = False, repr(e)
-        if ok is None:
-            tap.result(True, name, skip=diag)
-        else:
-            tap.result(ok, name, diag=diag)
+            res = (False, repr(e))
+        if isinstance(res, Skip):
+            tap.result(True, name, skip=res.reason)
+            continue
+        ok, diag = res if isinstance(res, tuple) and len(res) == 2 else (None, repr(res))
+        if not isinstance(ok, bool):
+            ok, diag = False, f"the test returned {ok!r}, not True or False\n{diag}"
+        tap.result(ok, name, diag=diag)
 
 
 class QMP:

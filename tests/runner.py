@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
 """Run the tree's test layers and print TAP, ending with one summary line.
 
-Usage: tests/runner.py --build DIR LAYER...   (unit, qtest, kvm, e2e, migration, s390x, kernel)
+Usage: tests/runner.py --build DIR LAYER...
+
+Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel,
+lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
+inside it; tests/lab/lab.py) and lab-kvm (tests that need a complete KVM,
+run only inside the lab).
 
 Each layer's tests print as `ok N - layer: name`, `not ok N - ...` or
 `ok N - ... # SKIP reason`; the last line is `N passed, N failed, N skipped`
-and the exit status is non-zero when anything failed.
+and the exit status is non-zero when anything failed.  The KVM layers run
+on the host's /dev/kvm when it can be opened (their names start with
+`kvm:`/`kvm-migration:`) and always in the lab (`lab: kvm: ...`); a host
+without /dev/kvm runs them only there, so nothing is skipped for it.
+Each layer has a deadline: a hang is a failure, not a stuck CI.
 """
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -46,28 +56,60 @@ class Tap:
 
 
 TAP_LINE = re.compile(r"^(ok|not ok) \d+ (.*?)(?: # (SKIP|TODO)\b(.*))?$")
+TAP_PLAN = re.compile(r"^1\.\.(\d+)")
+
+# Layer deadlines (s): past one, the layer's running test fails and the
+# layer ends.  Generous: they catch hangs, they time nothing.
+DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
+            "migration": 1800, "s390x": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400}
+
+
+class LayerTimeout(BaseException):
+    """Raised by the layer's alarm; a BaseException, so a test's own
+    `except Exception` does not swallow it."""
+
+
+def test_env(env=None):
+    """The environment a test binary gets: ours without the variables that
+    switch a test binary into a benchmark mode."""
+    env = dict(os.environ if env is None else env)
+    for k in list(env):
+        if k.startswith("PMEM_BENCH"):
+            del env[k]
+    return env
 
 
 def run_glib_test(tap, layer, exe, env=None, timeout=600):
-    """Run a GLib test binary with --tap and relay each of its results."""
+    """Run a GLib test binary with --tap and relay each of its results.
+
+    The binary's TAP plan must be met: a binary that aborts part-way (an
+    assertion ends the process), prints no result at all, or exits
+    non-zero is a failure even when every line it printed was `ok`."""
     name = os.path.basename(exe)
     if not os.access(exe, os.X_OK):
         tap.result(False, f"{layer}: {name} (not built: {exe})")
         return
     try:
-        p = subprocess.run([exe, "--tap", "-k"], env=env, timeout=timeout,
+        p = subprocess.run([exe, "--tap", "-k"], env=test_env(env), timeout=timeout,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
         out, rc = p.stdout, p.returncode
     except subprocess.TimeoutExpired as e:
-        out, rc = (e.stdout or b"").decode(errors="replace"), "timeout"
+        out, rc = (e.stdout or b"").decode(errors="replace"), f"timeout after {timeout}s"
     seen_failure = False
+    plan = None
+    results = 0
     log = []
     for line in out.splitlines():
+        pm = TAP_PLAN.match(line)
+        if pm:
+            plan = int(pm.group(1))
+            continue
         m = TAP_LINE.match(line)
         if not m:
             log.append(line)
             continue
+        results += 1
         status, desc, directive, reason = m.groups()
         if directive == "SKIP":
             tap.result(True, f"{layer}: {name} {desc}", skip=reason.strip() or "skipped")
@@ -76,7 +118,12 @@ def run_glib_test(tap, layer, exe, env=None, timeout=600):
             seen_failure |= not ok
             tap.result(ok, f"{layer}: {name} {desc}", diag="\n".join(log))
         log = []
-    if rc != 0 and not seen_failure:
+    if results == 0:
+        tap.result(False, f"{layer}: {name} printed no test result (status {rc})", diag=out)
+    elif plan is None or plan != results:
+        tap.result(False, f"{layer}: {name} planned {plan} tests, reported {results}",
+                   diag="\n".join(log) or out)
+    elif rc != 0 and not seen_failure:
         tap.result(False, f"{layer}: {name} exited with status {rc}", diag=out)
 
 
@@ -107,10 +154,48 @@ def layer_qtest(tap, build):
         run_glib_test(tap, "qtest", os.path.join(build, "ours/qemu/tests/qtest", t), env=env)
 
 
+def host_kvm(layer):
+    """True when the host's /dev/kvm runs this layer; else say where it runs."""
+    why = guests.kvm_unavailable()
+    if why is None:
+        print(f"# layer {layer}: on the host's KVM ({guests.kvm_description()})", flush=True)
+        return True
+    if os.environ.get("DM_LAB"):
+        raise RuntimeError(f"no /dev/kvm inside the lab: {why}")
+    print(f"# layer {layer}: not on this host ({why}); the lab layer runs it "
+          "under nested KVM", flush=True)
+    return False
+
+
+def run_module(tap, subdir, name, build):
+    """Import tests/SUBDIR/NAME.py and run it; a missing module is a failure."""
+    path = os.path.join(TOP, "tests", subdir, name + ".py")
+    if not os.path.exists(path):
+        tap.result(False, f"{subdir}: {name} missing ({path})")
+        return
+    sys.path.insert(0, os.path.dirname(path))
+    __import__(name).run(tap, build)
+
+
 def layer_kvm(tap, build):
-    sys.path.insert(0, os.path.join(TOP, "tests/kvm"))
-    import kvm_tests
-    kvm_tests.run(tap, build)
+    if host_kvm("kvm"):
+        run_module(tap, "kvm", "kvm_tests", build)
+
+
+def layer_kvm_migration(tap, build):
+    if host_kvm("kvm-migration"):
+        run_module(tap, "migration", "kvm_dirty_log_tests", build)
+
+
+def layer_lab(tap, build):
+    run_module(tap, "lab", "lab", build)
+
+
+def layer_lab_kvm(tap, build):
+    if not os.environ.get("DM_LAB"):
+        tap.result(False, "lab-kvm: runs inside the lab only (make check-lab)")
+        return
+    run_module(tap, "lab", "lab_kvm_tests", build)
 
 
 def layer_e2e(tap, build):
@@ -126,10 +211,7 @@ def layer_kernel(tap, build):
 
 
 def layer_migration(tap, build):
-    sys.path.insert(0, os.path.join(TOP, "tests/migration"))
-    for name in ("migration_tests", "kvm_dirty_log_tests"):
-        if os.path.exists(os.path.join(TOP, "tests/migration", name + ".py")):
-            __import__(name).run(tap, build)
+    run_module(tap, "migration", "migration_tests", build)
 
 
 def layer_s390x(tap, build):
@@ -138,8 +220,14 @@ def layer_s390x(tap, build):
     s390x_tests.run(tap, build)
 
 
-LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm, "e2e": layer_e2e,
-          "kernel": layer_kernel, "s390x": layer_s390x, "migration": layer_migration}
+LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
+          "kvm-migration": layer_kvm_migration, "e2e": layer_e2e, "kernel": layer_kernel,
+          "s390x": layer_s390x, "migration": layer_migration, "lab": layer_lab,
+          "lab-kvm": layer_lab_kvm}
+
+
+def on_alarm(signum, frame):
+    raise LayerTimeout()
 
 
 def main():
@@ -149,13 +237,20 @@ def main():
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     tap = Tap()
+    signal.signal(signal.SIGALRM, on_alarm)
     for layer in args.layers:
         t0 = time.monotonic()
         print(f"# layer {layer}", flush=True)
+        signal.alarm(DEADLINE[layer])
         try:
             LAYERS[layer](tap, build)
+        except LayerTimeout:
+            tap.result(False, f"{layer}: layer not finished after its {DEADLINE[layer]}s "
+                       "deadline")
         except Exception as e:  # a broken harness is a failure, not a crash
             tap.result(False, f"{layer}: harness error: {e!r}")
+        finally:
+            signal.alarm(0)
         print(f"# layer {layer}: {time.monotonic() - t0:.0f}s", flush=True)
     return tap.summary()
 

@@ -56,7 +56,8 @@ def test_active(build):
     with vm(build) as v:
         info = dirty_log(v)
         hmp = v.qmp.cmd("human-monitor-command", **{"command-line": "info dirty-log"})
-    ok = info["manual-protect"] and "reason" not in info and "active" in hmp
+    ok = (info["manual-protect"] is True and "reason" not in info
+          and "manual reprotect: active" in hmp)
     return ok, f"x-query-dirty-log {info}; info dirty-log {hmp!r}"
 
 
@@ -122,8 +123,9 @@ def test_manual_off(build):
             if info["status"] != "completed":
                 return False, f"migration {info}"
             ok, why = guest_result(dst)
-    ok = ok and not stats["manual-protect"] and stats["clears"] == 0 \
-        and stats["fetches"] > 0 and "dirty-log-manual-protect=off" in stats.get("reason", "")
+    ok = (ok and stats["manual-protect"] is False and stats["clears"] == 0
+          and stats["fetches"] > 0
+          and "dirty-log-manual-protect=off" in stats.get("reason", ""))
     return ok, f"{why}; {stats}"
 
 
@@ -202,4 +204,4 @@ TESTS = [
 
 
 def run(tap, build):
-    guests.run_tests(tap, "migration", TESTS, build, skip=guests.kvm_unavailable())
+    guests.run_tests(tap, "kvm-migration", TESTS, build)

@@ -52,9 +52,9 @@ def pattern_pages(ram_mib):
     return (ram_mib << 20) // PAGE - BASE // PAGE
 
 
-def qemu_args(image, machine, ram, extra=()):
-    """TCG, no default devices: the guest needs nothing but RAM, the PIT and the RTC."""
-    return ["-M", machine, "-accel", "tcg", "-nodefaults", "-display", "none",
+def qemu_args(image, machine, ram, extra=(), accel="tcg"):
+    """No default devices: the guest needs nothing but RAM, the PIT and the RTC."""
+    return ["-M", machine, "-accel", accel, "-nodefaults", "-display", "none",
             "-m", ram, "-bios", image] + list(extra)
 
 
@@ -193,8 +193,9 @@ def compare_dumps(a, b):
     return True, f"{off} bytes equal (sha256 {file_hash(a)[:16]})"
 
 
-def start_vm(binary, image, machine, ram, extra=(), incoming=None):
-    return guests.QemuVM(binary, qemu_args(image, machine, ram, extra), incoming=incoming)
+def start_vm(binary, image, machine, ram, extra=(), incoming=None, accel="tcg"):
+    return guests.QemuVM(binary, qemu_args(image, machine, ram, extra, accel),
+                         incoming=incoming)
 
 
 def wait_done(vm, timeout=120):

@@ -56,8 +56,8 @@ def expect(cond, msg):
 class Guest:
     """One mem-pattern image (random CMOS bytes) and the VMs that run it."""
 
-    def __init__(self, build, tmp, ram_mib=RAM_MIB, dirty_rate=DIRTY_RATE):
-        self.build, self.tmp, self.ram_mib = build, tmp, ram_mib
+    def __init__(self, build, tmp, ram_mib=RAM_MIB, dirty_rate=DIRTY_RATE, accel="tcg"):
+        self.build, self.tmp, self.ram_mib, self.accel = build, tmp, ram_mib, accel
         self.cmos = bytes(b | 0x80 for b in os.urandom(8))   # never the RTC's 0
         self.image = mp.patch_image(build, os.path.join(tmp, "guest.bin"),
                                     npages=mp.pattern_pages(ram_mib), flags=1,
@@ -67,7 +67,8 @@ class Guest:
     def start(self, which, machine, extra=(), incoming=None, paused=False, ram=None):
         args = list(extra) + (["-S"] if paused else [])
         vm = mp.start_vm(guests.qemu_binary(self.build, which), self.image, machine,
-                         ram or f"{self.ram_mib}M", args, incoming=incoming)
+                         ram or f"{self.ram_mib}M", args, incoming=incoming,
+                         accel=self.accel)
         vm.which = which
         self.vms.append(vm)
         return vm
@@ -162,12 +163,19 @@ def set_caps(vm, caps):
                    capabilities=[{"capability": c, "state": True} for c in caps])
 
 
-def precopy(build, tmp, src_which, dst_which, machine, kind, results, name, caps=()):
-    """Precopy src -> dst (-S) over a socket or through a file; RAM, then CMOS."""
-    g = Guest(build, tmp)
+def precopy(build, tmp, src_which, dst_which, machine, kind, results, name, caps=(),
+            accel="tcg", src_watch=None):
+    """Precopy src -> dst (-S) over a socket or through a file; RAM, then CMOS.
+
+    `src_watch`, when given, is a pair of functions of the source VM: the
+    first called when migration starts, the second after it completed
+    with what the first returned; the second returns (ok, how) and is
+    reported as `NAME: source dirty log`."""
+    g = Guest(build, tmp, accel=accel)
     try:
         src = g.start(src_which, machine)
         mp.wait_first_pass(src, tmp)
+        watched = src_watch[0](src) if src_watch else None
         set_params(src, **{"max-bandwidth": BANDWIDTH})
         set_caps(src, caps)
         if kind == "file":
@@ -187,6 +195,10 @@ def precopy(build, tmp, src_which, dst_which, machine, kind, results, name, caps
             wait_final(src)
         wait_final(dst)
         dst.wait_status("paused")
+        if src_watch:
+            ok, how = src_watch[1](src, watched)
+            expect(ok, f"source dirty log: {how}")
+            results.append((f"{name}: source dirty log", how))
         results.append((f"{name}: RAM equal byte for byte", check_equal_ram(g, src, dst, w0)))
         results.append((f"{name}: CMOS NVRAM bytes carried over", check_cmos(g, dst)))
     finally:
@@ -424,8 +436,13 @@ def scenarios(build):
 
 
 def run(tap, build):
+    run_scenarios(tap, build, scenarios(build))
+
+
+def run_scenarios(tap, build, scens):
+    """Run (names, skip, fn) scenarios; each of its names is a result."""
     image = os.path.join(build, "guest", "mem-pattern.bin")
-    for names, skip, fn in scenarios(build):
+    for names, skip, fn in scens:
         if not os.path.exists(image):
             for n in names:     # make check builds it: missing is a failure
                 tap.result(False, n, diag=f"{image} not built (make guest-tiny)")

@@ -1,0 +1,227 @@
+"""The KVM lab: a Linux L1 guest under our QEMU with TCG (-cpu max: TCG
+emulates AMD's SVM with nested paging) loads kvm_amd, and so has a real,
+hardware-like /dev/kvm on every machine, whatever the host's KVM is.
+
+The L1 sees only what it needs: the host's /usr and the tree (read-only
+9p exports; the build directory too when it is outside the tree) and one
+writable results directory, BUILD/lab/results, all at their host paths,
+so our build and the host's python run there unchanged (tests/lab/init).
+
+run_in_lab() runs one shell command in a fresh L1 and relays its console;
+run() is the test layer: it runs the kvm, kvm-migration and lab-kvm layers
+inside the L1 and reports each of their results as `lab: ...`.
+"""
+import os
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "tests"))
+import guests  # noqa: E402
+
+TAP = re.compile(r"^(ok|not ok) \d+ - (.*?)(?: # (SKIP|TODO)\b(.*))?$")
+SUMMARY = re.compile(r"^\d+ passed, \d+ failed(, \d+ skipped)?$")
+L1_MEMORY = "6G"
+L1_CPUS = 2
+# The layers that need KVM, run inside the L1 in this order.
+INNER_LAYERS = ("kvm", "kvm-migration", "lab-kvm")
+# /etc files the host's programs read (the dynamic linker's cache, users,
+# mke2fs's defaults, the alternatives links into /usr).
+ETC_FILES = ("passwd", "group", "hosts", "nsswitch.conf", "ld.so.cache", "ld.so.conf",
+             "mke2fs.conf", "localtime")
+ETC_DIRS = ("ld.so.conf.d", "alternatives")
+
+
+def lab_dir(build):
+    return os.path.join(build, "lab")
+
+
+def results_dir(build):
+    return os.path.join(lab_dir(build), "results")
+
+
+def unavailable(build):
+    """None when the lab can boot, else what is missing (make lab builds it)."""
+    for path in (guests.qemu_binary(build), os.path.join(build, "guest", "vmlinuz"),
+                 os.path.join(lab_dir(build), "initramfs.cpio.gz")):
+        if not os.path.exists(path):
+            return f"{path} missing (make lab)"
+    return None
+
+
+def _etc_archive():
+    files = {"etc.host": (0o040755, b"")}
+    for d in ETC_DIRS:
+        src = os.path.join("/etc", d)
+        if not os.path.isdir(src):
+            continue
+        files[f"etc.host/{d}"] = (0o040755, b"")
+        for name in sorted(os.listdir(src)):
+            files[f"etc.host/{d}/{name}"] = _etc_entry(os.path.join(src, name))
+    for name in ETC_FILES:
+        src = os.path.join("/etc", name)
+        if os.path.lexists(src):
+            files[f"etc.host/{name}"] = _etc_entry(src)
+    return files
+
+
+def _etc_entry(path):
+    if os.path.islink(path):
+        return (0o120777, os.readlink(path).encode())
+    with open(path, "rb") as f:
+        return (0o100644, f.read())
+
+
+def _mounts(build):
+    """9p exports: (tag, path, mode).  Read-only but for the results."""
+    mounts = [("usr", "/usr", "ro"), ("tree", TOP, "ro")]
+    if os.path.relpath(build, TOP).startswith(".."):
+        mounts.append(("build", build, "ro"))
+    mounts.append(("results", results_dir(build), "rw"))
+    return mounts
+
+
+def l1_command(build, initrd):
+    cmd = [guests.qemu_binary(build), "-M", "q35", "-accel", "tcg,thread=multi",
+           "-cpu", "max", "-smp", str(L1_CPUS), "-m", L1_MEMORY,
+           "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
+           "-kernel", os.path.join(build, "guest", "vmlinuz"), "-initrd", initrd,
+           "-append", "console=ttyS0 panic=-1 quiet"]
+    for tag, path, mode in _mounts(build):
+        cmd += ["-virtfs", f"local,path={path},mount_tag={tag},security_model=none"
+                + (",readonly=on" if mode == "ro" else "")]
+    return cmd
+
+
+def run_in_lab(build, command, timeout=2400, on_line=None):
+    """Boot an L1, run `command` (sh, in the tree's top directory) as root
+    with DM_LAB=1, power off.  Each console line goes to on_line(line).
+    Returns (the command's exit status or None, console text)."""
+    res = results_dir(build)
+    shutil.rmtree(res, ignore_errors=True)
+    os.makedirs(res)
+    conf = "".join([
+        "LAB_MOUNTS=" + shlex.quote("\n".join(" ".join(m) for m in _mounts(build))) + "\n",
+        "LAB_RESULTS=" + shlex.quote(res) + "\n",
+        "LAB_CMD=" + shlex.quote(f"cd {shlex.quote(TOP)} && {command}") + "\n",
+    ])
+    files = _etc_archive()
+    files["lab.conf"] = (0o100644, conf.encode())
+    with open(os.path.join(lab_dir(build), "initramfs.cpio.gz"), "rb") as f:
+        base = f.read()
+    fd, initrd = tempfile.mkstemp(prefix="lab-initrd-", suffix=".gz")
+    with os.fdopen(fd, "wb") as f:
+        f.write(base)
+        f.write(guests._cpio_newc(files))
+    p = subprocess.Popen(l1_command(build, initrd), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    console = []
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                console.append(f"[lab: L1 killed after {timeout}s]")
+                break
+            r, _, _ = select.select([p.stdout], [], [], min(left, 5))
+            if not r:
+                continue
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip("\r")
+                console.append(line)
+                if on_line:
+                    on_line(line)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        os.unlink(initrd)
+    try:
+        with open(os.path.join(res, "exit-status")) as f:
+            status = int(f.read())
+    except (OSError, ValueError):
+        status = None
+    return status, "\n".join(console)
+
+
+class Relay:
+    """Reports the inner runner's TAP lines as results of the host's run,
+    named `lab: ...`; `#` lines after a result are its diagnostics."""
+
+    def __init__(self, tap):
+        self.tap = tap
+        self.pending = None
+        self.diag = []
+        self.results = 0
+        self.summary = None
+
+    def line(self, line):
+        m = tap_line(line)
+        if m:
+            self.flush()
+            self.pending = m
+            return
+        if line.startswith("#"):
+            print(line, flush=True)
+            if self.pending:
+                self.diag.append(line.lstrip("# "))
+            return
+        if SUMMARY.match(line):
+            self.flush()
+            self.summary = line
+
+    def flush(self):
+        if not self.pending:
+            return
+        ok, name, skip = self.pending
+        self.tap.result(ok, f"lab: {name}", skip=skip, diag="\n".join(self.diag))
+        self.results += 1
+        self.pending, self.diag = None, []
+
+
+def tap_line(line):
+    m = TAP.match(line)
+    if not m:
+        return None
+    status, name, directive, reason = m.groups()
+    skip = None
+    if directive == "SKIP":
+        skip = (reason or "").strip() or "skipped"
+    return status == "ok", name, skip
+
+
+
+def inner_command(build, layers):
+    return (f"/usr/bin/python3 tests/runner.py --build {shlex.quote(build)} "
+            + " ".join(layers))
+
+
+def run(tap, build):
+    why = unavailable(build)
+    if why:
+        tap.result(False, "lab: L1 guest", diag=why)
+        return
+    relay = Relay(tap)
+    t0 = time.monotonic()
+    status, console = run_in_lab(build, inner_command(build, INNER_LAYERS),
+                                 on_line=relay.line)
+    relay.flush()
+    print(f"# lab: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
+          flush=True)
+    if relay.summary is None or status is None:
+        tap.result(False, "lab: the L1's runner finished and reported its summary",
+                   diag=console[-4000:])
+    elif relay.results == 0:
+        tap.result(False, "lab: the L1's runner reported no result", diag=console[-4000:])
