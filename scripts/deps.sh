@@ -11,6 +11,8 @@ pkgs=(
     dpkg-dev xz-utils cpio kmod e2fsprogs rsync
     # firmware for the x86 machines (the +ds base tarball has none)
     seabios qemu-system-data ipxe-qemu
+    # the FUSE file system of the virtio-pmem tests (tests/fuse)
+    fuse3 libfuse3-dev
     # Linux guest userland
     busybox-static
     # building the patched Linux 6.12 (tests/kernel)
