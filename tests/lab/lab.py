@@ -158,37 +158,24 @@ def run_in_lab(build, command, timeout=2400, on_line=None):
 
 class Relay:
     """Reports the inner runner's TAP lines as results of the host's run,
-    named `lab: ...`; `#` lines after a result are its diagnostics."""
+    named `lab: ...`, as they come; its `#` lines (a failure's diagnostics
+    among them) are printed as they are."""
 
     def __init__(self, tap):
         self.tap = tap
-        self.pending = None
-        self.diag = []
         self.results = 0
         self.summary = None
 
     def line(self, line):
         m = tap_line(line)
         if m:
-            self.flush()
-            self.pending = m
-            return
-        if line.startswith("#"):
+            ok, name, skip = m
+            self.tap.result(ok, f"lab: {name}", skip=skip)
+            self.results += 1
+        elif line.startswith("#"):
             print(line, flush=True)
-            if self.pending:
-                self.diag.append(line.lstrip("# "))
-            return
-        if SUMMARY.match(line):
-            self.flush()
+        elif SUMMARY.match(line):
             self.summary = line
-
-    def flush(self):
-        if not self.pending:
-            return
-        ok, name, skip = self.pending
-        self.tap.result(ok, f"lab: {name}", skip=skip, diag="\n".join(self.diag))
-        self.results += 1
-        self.pending, self.diag = None, []
 
 
 def tap_line(line):
@@ -217,7 +204,6 @@ def run(tap, build):
     t0 = time.monotonic()
     status, console = run_in_lab(build, inner_command(build, INNER_LAYERS),
                                  on_line=relay.line)
-    relay.flush()
     print(f"# lab: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
           flush=True)
     if relay.summary is None or status is None:
