@@ -34,7 +34,7 @@ RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools fuse-tools \
 	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-s390x \
-	check-kernel check-lab guest-s390x demo bench clean distclean
+	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -123,11 +123,15 @@ check-kernel: build kernel
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
 check-lab: build upstream guest-tiny lab
 	@$(RUNNER) lab
+# Deliberate breakages, each built into build/mutant and run against the
+# layer that must catch it (docs/testing.md); not part of make check.
+check-mutations: build upstream guest kernel lab
+	@python3 tests/mutations.py --build $(B)
 
 demo: build guest bench-tools
 	@python3 scripts/demo.py --build $(B)
 
-bench: build upstream guest-tiny bench-tools
+bench: build upstream guest-tiny bench-tools lab
 	@python3 bench/coalesced_io.py --build $(B)
 	@python3 bench/virtio_pmem.py --build $(B)
 	@python3 bench/migration.py --build $(B)

@@ -35,12 +35,18 @@ class Skip:
 
 def kvm_unavailable():
     """None when /dev/kvm can be used, else the reason it cannot."""
+    import fcntl
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
     except OSError as e:
         return f"/dev/kvm not usable here ({e.strerror})"
-    os.close(fd)
-    return None
+    try:
+        version = fcntl.ioctl(fd, 0xae00)            # KVM_GET_API_VERSION
+    except OSError as e:
+        return f"/dev/kvm does not answer KVM_GET_API_VERSION ({e.strerror})"
+    finally:
+        os.close(fd)
+    return None if version == 12 else f"/dev/kvm speaks KVM API {version}, not 12"
 
 
 def kvm_description():

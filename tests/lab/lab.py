@@ -79,11 +79,17 @@ def _etc_entry(path):
 
 
 def _mounts(build):
-    """9p exports: (tag, path, mode).  Read-only but for the results."""
+    """9p exports: (tag, path, mode).  Read-only but for the results.  A
+    build directory's parts that are links elsewhere (the mutation check's
+    build shares the main one's caches) are exported at their targets."""
     mounts = [("usr", "/usr", "ro"), ("tree", TOP, "ro")]
     if os.path.relpath(build, TOP).startswith(".."):
         mounts.append(("build", build, "ro"))
-    mounts.append(("results", results_dir(build), "rw"))
+    for name in sorted(os.listdir(build)):
+        path = os.path.join(build, name)
+        if os.path.islink(path) and os.path.isdir(path):
+            mounts.append((f"link-{name}", os.path.realpath(path), "ro"))
+    mounts.append(("results", os.path.realpath(results_dir(build)), "rw"))
     return mounts
 
 
@@ -103,7 +109,7 @@ def run_in_lab(build, command, timeout=2400, on_line=None):
     """Boot an L1, run `command` (sh, in the tree's top directory) as root
     with DM_LAB=1, power off.  Each console line goes to on_line(line).
     Returns (the command's exit status or None, console text)."""
-    res = results_dir(build)
+    res = os.path.realpath(results_dir(build))
     shutil.rmtree(res, ignore_errors=True)
     os.makedirs(res)
     conf = "".join([
@@ -202,7 +208,10 @@ def run(tap, build):
         return
     relay = Relay(tap)
     t0 = time.monotonic()
-    status, console = run_in_lab(build, inner_command(build, INNER_LAYERS),
+    # DM_LAB_LAYERS (comma-separated) runs only some of them (tests/mutations.py)
+    layers = os.environ.get("DM_LAB_LAYERS", "").split(",") if os.environ.get(
+        "DM_LAB_LAYERS") else INNER_LAYERS
+    status, console = run_in_lab(build, inner_command(build, layers),
                                  on_line=relay.line)
     print(f"# lab: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
           flush=True)
