@@ -2,7 +2,7 @@
 """Mutation check (make check-mutations): break the code on purpose, one
 way at a time, and show that the tests notice.
 
-For each mutation: copy the tree (without build/) to BUILD/mutant/tree,
+For each mutation: copy the committed tree to BUILD/mutant/tree,
 change exactly one snippet in it, build that copy into BUILD/mutant (its
 own ours/ build, with ccache; the base, guests, upstream, lab and kernel
 caches are the main build's), run the layer that should catch it, and
@@ -67,9 +67,10 @@ def sh(cmd, log, **kw):
 
 
 def copy_tree(dest):
+    """The committed tree (HEAD), so work in progress does not leak in."""
     shutil.rmtree(dest, ignore_errors=True)
-    subprocess.run(["rsync", "-a", "--exclude", "/build", "--exclude", "/.git",
-                    TOP + "/", dest + "/"], check=True)
+    os.makedirs(dest)
+    subprocess.run(f"git -C {TOP} archive HEAD | tar -x -C {dest}", shell=True, check=True)
 
 
 def mutate(tree, path, old, new):
