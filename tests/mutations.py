@@ -125,7 +125,8 @@ def build_mutant(tree, build, mbuild, name, log):
     opts = open(os.path.join(build, "ours", "qemu", ".configure-opts")).read()
     targets = re.search(r"--target-list=(\S+)", opts).group(1)
     # the same make invocation as the tree's, pointed at the mutant dirs
-    r = sh(f"make -C {tree} B={mbuild} "
+    # one build at a time on this machine: wait for any other (flock)
+    r = sh(f"flock /tmp/build.lock make -C {tree} B={mbuild} "
            f"TARGETS={targets.replace('-softmmu', '')} build", log)
     if r.returncode:
         return False
