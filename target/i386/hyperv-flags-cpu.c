@@ -5,12 +5,12 @@
  *   hv-vpindex) are checked for their dependencies, with an error naming
  *   the missing flag;
  * - any hv-* flag on an accelerator that cannot provide Hyper-V
- *   enlightenments (everything but KVM) is an error, unless hv-strict=off
- *   asks for the old behaviour of dropping them silently;
- * - under KVM, direct-mode timers (or hv-passthrough) need the host kernel
- *   to report Hyper-V CPUID leaves; we ask it, and say so when it cannot;
- * - the read-only property hv-provided lists the hv-* flags the guest
- *   actually gets.
+ *   enlightenments (TCG, or KVM without KVM_CAP_HYPERV) is an error,
+ *   unless hv-strict=off asks for the old behaviour of dropping them;
+ * - under KVM, direct-mode timers need the host kernel to report them in
+ *   its Hyper-V CPUID leaves; we ask it, and say so when it cannot;
+ * - the read-only property hv-provided lists the hv-* flags that the
+ *   Hyper-V CPUID leaves the vCPU presents show the guest.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -32,6 +32,8 @@ QEMU_BUILD_BUG_ON(HV_FLAG_VPINDEX != HYPERV_FEAT_VPINDEX);
 QEMU_BUILD_BUG_ON(HV_FLAG_SYNIC != HYPERV_FEAT_SYNIC);
 QEMU_BUILD_BUG_ON(HV_FLAG_STIMER != HYPERV_FEAT_STIMER);
 QEMU_BUILD_BUG_ON(HV_FLAG_STIMER_DIRECT != HYPERV_FEAT_STIMER_DIRECT);
+QEMU_BUILD_BUG_ON(sizeof_field(X86CPU, hyperv_presented) !=
+                  HV_CPUID_LEAVES * 4 * sizeof(uint32_t));
 
 /* Boolean hv-* properties that are not enlightenments themselves */
 static bool is_hv_flag(ObjectProperty *prop)
@@ -59,11 +61,36 @@ static strList *hv_flags_set(X86CPU *cpu)
     return list;
 }
 
+/* Refuse @cpu's hv-* flags: @who cannot provide them, because @why */
+static bool refuse(X86CPU *cpu, const char *who, const char *why,
+                   Error **errp)
+{
+    g_autoptr(strList) flags = NULL;
+    g_autoptr(GString) names = g_string_new(NULL);
+
+    if (cpu->hyperv_passthrough) {
+        g_string_append(names, "hv-passthrough");
+    } else {
+        flags = hv_flags_set(cpu);
+        for (strList *l = flags; l; l = l->next) {
+            g_string_append_printf(names, "%s%s", names->len ? ", " : "",
+                                   l->value);
+        }
+    }
+    error_setg(errp, "%s cannot provide Hyper-V enlightenments (%s): %s",
+               who, names->str, why);
+    error_append_hint(errp, "Use KVM on a host with Hyper-V support, or "
+                      "hv-strict=off to start without them (the old "
+                      "behaviour).\n");
+    return false;
+}
+
 #ifdef CONFIG_KVM
 /*
  * EDX of CPUID 0x40000003 as the host kernel offers it, from the system
- * ioctl; -1 when the kernel cannot tell without a vCPU, -2 when it has no
- * Hyper-V CPUID reporting at all.
+ * ioctl; -1 when it cannot tell us here (only per vCPU, or the ioctl
+ * failed: the base's vCPU code says why), -2 when it has no Hyper-V CPUID
+ * reporting at all.
  */
 static int64_t host_hv_cpuid_edx(void)
 {
@@ -71,12 +98,13 @@ static int64_t host_hv_cpuid_edx(void)
     const int nent = 64;
 
     if (kvm_check_extension(kvm_state, KVM_CAP_SYS_HYPERV_CPUID) <= 0) {
-        return kvm_check_extension(kvm_state, KVM_CAP_HYPERV_CPUID) > 0 ? -1 : -2;
+        return kvm_check_extension(kvm_state, KVM_CAP_HYPERV_CPUID) > 0 ?
+               -1 : -2;
     }
     cpuid = g_malloc0(sizeof(*cpuid) + nent * sizeof(cpuid->entries[0]));
     cpuid->nent = nent;
     if (kvm_ioctl(kvm_state, KVM_GET_SUPPORTED_HV_CPUID, cpuid) < 0) {
-        return -2;
+        return -1;
     }
     for (int i = 0; i < cpuid->nent; i++) {
         if (cpuid->entries[i].function == 0x40000003) {
@@ -86,22 +114,29 @@ static int64_t host_hv_cpuid_edx(void)
     return 0;
 }
 
-static bool kvm_check_timer_flags(X86CPU *cpu, Error **errp)
+/* Refuse what the host kernel provably cannot give the guest */
+static bool kvm_check_host(X86CPU *cpu, Error **errp)
 {
-    bool direct = cpu->hyperv_features & BIT_ULL(HYPERV_FEAT_STIMER_DIRECT);
-    const char *what = direct ? "hv-stimer-direct" : "hv-passthrough";
     int64_t edx;
 
-    if (!direct && !cpu->hyperv_passthrough) {
+    if (kvm_check_extension(kvm_state, KVM_CAP_HYPERV) <= 0) {
+        /* The base's KVM code fills no Hyper-V leaf then: all are dropped */
+        return !cpu->hyperv_strict ||
+               refuse(cpu, "the host kernel's KVM", "it lacks KVM_CAP_HYPERV",
+                      errp);
+    }
+    if (!(cpu->hyperv_features & BIT_ULL(HYPERV_FEAT_STIMER_DIRECT))) {
         return true;
     }
     edx = host_hv_cpuid_edx();
     if (edx == -2) {
-        error_setg(errp, "%s: the host kernel's KVM offers no Hyper-V "
-                   "enlightenments (no KVM_CAP_HYPERV_CPUID)", what);
+        /* and the base's fallback for such kernels never offers it */
+        error_setg(errp, "hv-stimer-direct: the host kernel's KVM cannot "
+                   "offer direct-mode synthetic timers (no "
+                   "KVM_CAP_HYPERV_CPUID)");
         return false;
     }
-    if (edx >= 0 && direct && !(edx & HV_CPUID_EDX_STIMER_DIRECT)) {
+    if (edx >= 0 && !(edx & HV_CPUID_EDX_STIMER_DIRECT)) {
         error_setg(errp, "hv-stimer-direct: the host kernel's KVM does not "
                    "offer direct-mode synthetic timers");
         return false;
@@ -109,12 +144,29 @@ static bool kvm_check_timer_flags(X86CPU *cpu, Error **errp)
     /* edx == -1: the per-vCPU check at KVM vCPU init decides */
     return true;
 }
+
+void x86_cpu_hyperv_flags_presented(X86CPU *cpu,
+                                    const struct kvm_cpuid_entry2 *entries,
+                                    int n)
+{
+    memset(cpu->hyperv_presented, 0, sizeof(cpu->hyperv_presented));
+    for (int i = 0; i < n; i++) {
+        uint32_t leaf = entries[i].function - HV_CPUID_LEAF_FIRST;
+
+        if (leaf < HV_CPUID_LEAVES) {
+            cpu->hyperv_presented[leaf][0] = entries[i].eax;
+            cpu->hyperv_presented[leaf][1] = entries[i].ebx;
+            cpu->hyperv_presented[leaf][2] = entries[i].ecx;
+            cpu->hyperv_presented[leaf][3] = entries[i].edx;
+        }
+    }
+    cpu->hyperv_presented_valid = true;
+}
 #endif
 
-bool x86_cpu_hyperv_flags_realize(X86CPU *cpu, Error **errp)
+bool x86_cpu_hyperv_flags_check(X86CPU *cpu, Error **errp)
 {
-    g_autoptr(strList) flags = NULL;
-    g_autofree char *names = NULL;
+    g_autofree char *who = NULL;
 
     if (!cpu->hyperv_features && !cpu->hyperv_passthrough) {
         return true;
@@ -125,37 +177,31 @@ bool x86_cpu_hyperv_flags_realize(X86CPU *cpu, Error **errp)
     }
     if (kvm_enabled()) {
 #ifdef CONFIG_KVM
-        return kvm_check_timer_flags(cpu, errp);
+        return kvm_check_host(cpu, errp);
 #endif
     }
     if (!cpu->hyperv_strict) {
         return true;            /* the flags are dropped, as they always were */
     }
-    if (cpu->hyperv_passthrough) {
-        names = g_strdup("hv-passthrough");
-    } else {
-        GString *s = g_string_new(NULL);
-
-        flags = hv_flags_set(cpu);
-        for (strList *l = flags; l; l = l->next) {
-            g_string_append_printf(s, "%s%s", s->len ? ", " : "", l->value);
-        }
-        names = g_string_free(s, false);
-    }
-    error_setg(errp, "the %s accelerator cannot provide Hyper-V enlightenments "
-               "(%s): they need KVM", current_accel_name(), names);
-    error_append_hint(errp, "Use -accel kvm, or hv-strict=off to start without "
-                      "them (the old behaviour).\n");
-    return false;
+    who = g_strdup_printf("the %s accelerator", current_accel_name());
+    return refuse(cpu, who, "they need KVM", errp);
 }
 
 static void get_hv_provided(Object *obj, Visitor *v, const char *name,
                             void *opaque, Error **errp)
 {
     X86CPU *cpu = X86_CPU(obj);
-    g_autoptr(strList) list = kvm_enabled() ? hv_flags_set(cpu) : NULL;
+    g_autofree const char **shown = NULL;
+    strList *list = NULL, **tail = &list;
 
+    /* Only what the vCPU's CPUID shows, whatever was asked for */
+    shown = hyperv_flags_shown(cpu->hyperv_presented_valid ?
+        (const uint32_t (*)[4])cpu->hyperv_presented : NULL);
+    for (int i = 0; shown[i]; i++) {
+        QAPI_LIST_APPEND(tail, g_strdup(shown[i]));
+    }
     visit_type_strList(v, name, &list, errp);
+    qapi_free_strList(list);
 }
 
 void x86_cpu_hyperv_flags_class_init(ObjectClass *oc)
@@ -163,5 +209,5 @@ void x86_cpu_hyperv_flags_class_init(ObjectClass *oc)
     object_class_property_add(oc, "hv-provided", "strList", get_hv_provided,
                               NULL, NULL, NULL);
     object_class_property_set_description(oc, "hv-provided",
-        "The hv-* flags the guest gets (none without KVM)");
+        "The hv-* flags the Hyper-V CPUID leaves of the vCPU show the guest");
 }

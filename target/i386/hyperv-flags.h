@@ -19,6 +19,13 @@
 /* CPUID 0x40000003 EDX: direct-mode synthetic timers available */
 #define HV_CPUID_EDX_STIMER_DIRECT  (1u << 19)
 
+/*
+ * The Hyper-V CPUID leaves a vCPU presents, 0x40000000 up to 0x4000000a:
+ * regs[leaf - HV_CPUID_LEAF_FIRST] holds EAX, EBX, ECX, EDX.
+ */
+#define HV_CPUID_LEAF_FIRST     0x40000000
+#define HV_CPUID_LEAVES         11
+
 /* The user-visible name of a flag ("hv-stimer-direct"), or NULL. */
 const char *hyperv_flag_name(int flag);
 
@@ -34,5 +41,14 @@ bool hyperv_flags_check_deps(uint64_t features, Error **errp);
  * direct mode exactly when hv-stimer-direct and all it needs are on.
  */
 uint32_t hyperv_flags_timer_cpuid_edx(uint64_t features);
+
+/*
+ * The hv-* flags (property names) that Hyper-V CPUID leaves @regs show a
+ * guest: a Hyper-V interface ("Hv#1" in 0x40000001 EAX) and all the CPUID
+ * bits of the flag set, in leaves up to the maximum leaf 0x40000000 EAX
+ * gives.  @regs NULL: no Hyper-V leaves.  NULL-terminated; free the array
+ * with g_free (the names are static).
+ */
+const char **hyperv_flags_shown(const uint32_t (*regs)[4]);
 
 #endif

@@ -9,7 +9,8 @@
 #include "target/i386/hyperv-flags.h"
 
 #define F(x) BIT_ULL(HV_FLAG_##x)
-#define ALL_TIMER (F(STIMER_DIRECT) | F(STIMER) | F(SYNIC) | F(TIME) | F(VPINDEX))
+#define ALL_TIMER (F(STIMER_DIRECT) | F(STIMER) | F(SYNIC) | F(TIME) | \
+                   F(VPINDEX))
 
 static void check_missing(uint64_t features, const char *msg)
 {
@@ -70,9 +71,69 @@ static void test_cpuid_bit19_exhaustive(void)
 
 static void test_names(void)
 {
-    g_assert_cmpstr(hyperv_flag_name(HV_FLAG_STIMER_DIRECT), ==, "hv-stimer-direct");
+    g_assert_cmpstr(hyperv_flag_name(HV_FLAG_STIMER_DIRECT), ==,
+                    "hv-stimer-direct");
     g_assert_cmpstr(hyperv_flag_name(HV_FLAG_VPINDEX), ==, "hv-vpindex");
     g_assert_null(hyperv_flag_name(63));
+}
+
+/* The flags shown, joined with spaces ("" for none) */
+static char *shown(const uint32_t (*regs)[4])
+{
+    g_autofree const char **names = hyperv_flags_shown(regs);
+
+    return g_strjoinv(" ", (char **)names);
+}
+
+#define LEAF(n) ((n) - HV_CPUID_LEAF_FIRST)
+
+/* Bit numbers from the Hyper-V TLFS, written out here on purpose */
+static void test_flags_shown(void)
+{
+    uint32_t regs[HV_CPUID_LEAVES][4] = { { 0 } };
+    g_autofree char *none = shown(NULL);
+    g_autofree char *no_iface = NULL, *timers = NULL, *half_time = NULL;
+    g_autofree char *freq = NULL, *nested_hidden = NULL, *nested = NULL;
+
+    g_assert_cmpstr(none, ==, "");
+
+    regs[LEAF(0x40000000)][0] = 0x40000005;
+    /* time (bits 1, 9), synic 2, stimer 3, vpindex 6; EDX 19 direct */
+    regs[LEAF(0x40000003)][0] = BIT(1) | BIT(9) | BIT(2) | BIT(3) | BIT(6);
+    regs[LEAF(0x40000003)][3] = BIT(19);
+    no_iface = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(no_iface, ==, "");          /* no "Hv#1": not Hyper-V */
+
+    regs[LEAF(0x40000001)][0] = 0x31237648;
+    timers = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(timers, ==,
+                    "hv-time hv-vpindex hv-synic hv-stimer hv-stimer-direct");
+
+    regs[LEAF(0x40000003)][0] &= ~BIT(9);
+    regs[LEAF(0x40000003)][3] = 0;
+    half_time = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(half_time, ==, "hv-vpindex hv-synic hv-stimer");
+
+    /* frequencies: EAX bit 11 and EDX bit 8, both */
+    memset(regs[LEAF(0x40000003)], 0, sizeof(regs[0]));
+    regs[LEAF(0x40000003)][0] = BIT(11);
+    regs[LEAF(0x40000004)][0] = BIT(5);         /* relaxed */
+    freq = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(freq, ==, "hv-relaxed");
+    regs[LEAF(0x40000003)][3] = BIT(8);
+    g_free(freq);
+    freq = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(freq, ==, "hv-relaxed hv-frequencies");
+
+    /* 0x4000000a counts only up to the maximum leaf */
+    memset(regs[LEAF(0x40000003)], 0, sizeof(regs[0]));
+    regs[LEAF(0x40000004)][0] = 0;
+    regs[LEAF(0x4000000a)][0] = BIT(19) | BIT(17);
+    nested_hidden = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(nested_hidden, ==, "");
+    regs[LEAF(0x40000000)][0] = 0x4000000a;
+    nested = shown((const uint32_t (*)[4])regs);
+    g_assert_cmpstr(nested, ==, "hv-emsr-bitmap hv-tlbflush-direct");
 }
 
 int main(int argc, char **argv)
@@ -83,5 +144,6 @@ int main(int argc, char **argv)
     g_test_add_func("/hyperv-flags/cpuid-40000003-edx-bit19-exhaustive",
                     test_cpuid_bit19_exhaustive);
     g_test_add_func("/hyperv-flags/names", test_names);
+    g_test_add_func("/hyperv-flags/flags-shown-by-cpuid", test_flags_shown);
     return g_test_run();
 }
