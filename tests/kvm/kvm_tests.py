@@ -128,6 +128,10 @@ def test_migrate_queued_index(build, machine):
 
 
 HV_TIMER_CPU = "qemu64,hv-stimer-direct,hv-stimer,hv-synic,hv-time,hv-vpindex"
+# Starts on any KVM: without Hyper-V support, hv-strict=off drops the flag
+# (not hv-time: the base then still sets its MSR, and KVM refuses it)
+HV_ANY_CPU = "qemu64,hv-relaxed,hv-strict=off"
+HV_DIRECT_EXIT = guests.debug_exit_status(0x21)     # cpuid-hv-timer.S: bit 19 set
 
 
 def hv_timer_vm(build):
@@ -136,21 +140,91 @@ def hv_timer_vm(build):
     return guests.run_tiny(build, "cpuid-hv-timer.bin", extra=["-cpu", HV_TIMER_CPU])
 
 
+def hv_error_lines(err):
+    """QEMU's error lines, the flag list after "enlightenments (" sorted so
+    that the order QEMU lists the flags in does not matter."""
+    import re
+    lines = []
+    for line in err.splitlines():
+        m = re.search(r"enlightenments \(([^)]*)\)", line)
+        if m:
+            names = ", ".join(sorted(m.group(1).split(", ")))
+            line = line[:m.start(1)] + names + line[m.end(1):]
+        lines.append(line)
+    return lines
+
+
+def hv_refused_with(err, message):
+    want = hv_error_lines(message)[0]
+    return any(want in line for line in hv_error_lines(err))
+
+
 def test_hv_stimer_direct_under_kvm(build):
-    """Either the host kernel provides direct-mode timers (the guest's CPUID
-    says so), or QEMU refuses to start and its error names the host kernel."""
+    """Ask /dev/kvm itself whether it can give a guest direct-mode timers:
+    if it can, the guest's CPUID must show them; if not, QEMU must refuse
+    with the error that names the missing host support."""
+    import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
+    host = hv_host.Host()
+    refusal = host.timer_refusal()
     status, err = hv_timer_vm(build)
-    if status == guests.debug_exit_status(0x21):
-        return True, "provided, CPUID 0x40000003 EDX bit 19 set"
-    return status == 1 and "kernel" in err, f"exit status {status}: {err}"
+    diag = f"{host.describe()}\nQEMU exit status {status}, stderr:\n{err}"
+    if refusal is None:
+        return status == HV_DIRECT_EXIT, f"host provides it: want exit {HV_DIRECT_EXIT}\n{diag}"
+    message, why = refusal
+    return status == 1 and hv_refused_with(err, message), \
+        f"{why}: want exit 1 and {message!r}\n{diag}"
 
 
 def test_hv_cpuid_bit19(build):
+    """Where the host provides direct-mode timers, the guest reads CPUID
+    0x40000003 EDX bit 19."""
+    import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
+    host = hv_host.Host()
+    refusal = host.timer_refusal()
+    if refusal is not None:
+        return guests.Skip(f"{refusal[1]}; runs in the lab")
     status, err = hv_timer_vm(build)
-    if status == 1 and "kernel" in err:
-        return None, f"the host kernel cannot provide Hyper-V timers: {err.strip().splitlines()[-1]}"
-    want = guests.debug_exit_status(0x21)
-    return status == want, f"exit status {status}, want {want} (bit 19 set)\n{err}"
+    return status == HV_DIRECT_EXIT, \
+        f"exit status {status}, want {HV_DIRECT_EXIT} (bit 19 set)\n{host.describe()}\n{err}"
+
+
+def guest_hv_leaves(out):
+    """cpuid-hv-timer.S's "hv LEAF EAX EBX ECX EDX" lines, as a dict."""
+    leaves = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 6 and words[0] == "hv":
+            leaves[int(words[1], 16)] = tuple(int(w, 16) for w in words[2:])
+    return leaves
+
+
+def test_hv_provided_matches_guest(build):
+    """hv-provided lists what the guest's CPUID shows, not what was asked:
+    for a CPU that starts on any KVM (its flags dropped where the host has
+    no Hyper-V) and, where the host provides them, the timer flags."""
+    import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
+    host = hv_host.Host()
+    cpus = [HV_ANY_CPU] + ([HV_TIMER_CPU] if host.timer_refusal() is None else [])
+    ok, diag = True, [host.describe()]
+    for cpu in cpus:
+        with guests.TinyVM(build, "cpuid-hv-timer.bin", extra=["-cpu", cpu],
+                           start=False) as vm:
+            provided = vm.qmp.cmd("qom-get", path="/machine/unattached/device[0]",
+                                  property="hv-provided")
+            vm.qmp.cmd("cont")
+            vm.wait_exit()
+            out = vm.output()
+        leaves = guest_hv_leaves(out)
+        shown = hv_host.flags_shown(leaves)
+        asked = {f for f in cpu.split(",") if f.startswith("hv-") and "=" not in f}
+        # and what the guest shows follows the host, not the request alone
+        want = asked if host.cap("KVM_CAP_HYPERV") else set()
+        good = "done" in out and set(provided) == shown == want
+        ok = ok and good
+        diag.append(f"-cpu {cpu}: hv-provided {sorted(provided)}, guest CPUID shows "
+                    f"{sorted(shown)}, want {sorted(want)}: {'ok' if good else 'WRONG'}\n"
+                    f"guest printed:\n{out}")
+    return ok, "\n".join(diag)
 
 
 TESTS = []
@@ -173,10 +247,13 @@ for m in MACHINES:
                   lambda b, m=m: test_migrate_queued_index(b, m)))
 
 
-TESTS.append(("hyperv: hv-stimer-direct under this KVM is provided, or refused naming "
-              "the host kernel", test_hv_stimer_direct_under_kvm))
+TESTS.append(("hyperv: hv-stimer-direct is provided where /dev/kvm offers it, else "
+              "refused with the error naming what the host lacks",
+              test_hv_stimer_direct_under_kvm))
 TESTS.append(("hyperv: guest CPUID 0x40000003 EDX bit 19 with hv-stimer-direct",
               test_hv_cpuid_bit19))
+TESTS.append(("hyperv: hv-provided lists what the guest's CPUID shows",
+              test_hv_provided_matches_guest))
 
 
 def run(tap, build):
