@@ -1170,10 +1170,6 @@ static void test_migrate(const void *data)
     fill_pattern(pattern, sizeof(pattern), 13);
     qtest_memwrite(src->qts, base + PMEM_SIZE - sizeof(pattern), pattern,
                    sizeof(pattern));
-    qvirtqueue_reset_pool(src->vq);
-    f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(src, f.head);
-
     dst = qtest_initf("-M pc -m 256M,slots=2,maxmem=1G "
                       "-object memory-backend-file,id=mem1,share=on,"
                       "mem-path=%s,size=%u "
@@ -1189,6 +1185,10 @@ static void test_migrate(const void *data)
             " 'arguments': {'capabilities': [{'capability': 'postcopy-ram',"
             " 'state': true}]}}");
     }
+    /* the destination is up first: the sync's 500 ms are for the start */
+    qvirtqueue_reset_pool(src->vq);
+    f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(src, f.head);
     wait_sync_started(src, 1);
     qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
                              " {'uri': %s}}", uri);
