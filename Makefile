@@ -104,11 +104,11 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build upstream guest kernel lab
+check: build upstream guest kernel lab fuse-tools
 	@$(RUNNER) unit qtest kvm kvm-migration e2e migration $(s390x_layer) kernel lab
 check-unit: build
 	@$(RUNNER) unit
-check-qtest: build upstream
+check-qtest: build upstream fuse-tools
 	@$(RUNNER) qtest
 check-kvm: build guest-tiny
 	@$(RUNNER) kvm kvm-migration
@@ -125,7 +125,7 @@ check-lab: build upstream guest-tiny lab
 	@$(RUNNER) lab
 # Deliberate breakages, each built into build/mutant and run against the
 # layer that must catch it (docs/testing.md); not part of make check.
-check-mutations: build upstream guest kernel lab
+check-mutations: build upstream guest kernel lab fuse-tools
 	@python3 tests/mutations.py --build $(B)
 
 demo: build guest bench-tools

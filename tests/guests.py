@@ -272,6 +272,41 @@ def run_tests(tap, layer, tests, build, skip=None, fail=None):
         tap.result(ok, name, diag=diag)
 
 
+class Syncfs:
+    """syncfs (tests/fuse: a passthrough FUSE file system that records every
+    sync of its files) mounted at BUILD/syncfs-NAME/mnt over .../real, its
+    log in .../sync.log; `mounted` is False, with the reason printed, when
+    it cannot be mounted (the tests that need it then fail)."""
+
+    def __init__(self, build, name):
+        self.dir = os.path.join(build, f"syncfs-{name}")
+        self.mnt = os.path.join(self.dir, "mnt")
+        self.real = os.path.join(self.dir, "real")
+        self.log = os.path.join(self.dir, "sync.log")
+        self.script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                   "fuse", "syncfs-mount")
+        p = subprocess.run([self.script, os.path.join(build, "fuse", "syncfs"), self.dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.mounted = p.returncode == 0
+        if not self.mounted:
+            print(f"# syncfs not mounted at {self.mnt}: {p.stdout.strip()}", flush=True)
+
+    def records(self):
+        with open(self.log) as f:
+            return [line.split() for line in f if line.strip()]
+
+    def close(self):
+        if self.mounted:
+            subprocess.run([self.script, "-u", self.dir])
+            self.mounted = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class QMP:
     """A minimal QMP client over a unix socket."""
 
