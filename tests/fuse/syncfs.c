@@ -13,7 +13,8 @@
  * The E line is written before the answer goes back to the kernel, so a
  * caller cannot see its sync return before end_ns.
  *
- * A control file, read at every fsync/fdatasync, changes it on the fly:
+ * A control file, read at every fsync/fdatasync (before its B line), changes
+ * it on the fly:
  *
  *   delay_us=N     sleep N microseconds before syncing (slow storage)
  *   fail=1         fail with EIO, without syncing (a failing disk)
@@ -150,12 +151,15 @@ static int sfs_sync(const char *path, const char *kind,
     Control c = { 0 };
     int ret;
 
+    /* read before the B line: a change seen after it is for later syncs */
+    if (strcmp(kind, "flush")) {
+        read_control(&c);
+    }
     log_line("B %" PRIu64 " %s %" PRId64 " %s\n", seq, kind, start, path);
     if (!strcmp(kind, "flush")) {
         /* close() of a duplicate: what the real file system sees at close */
         ret = close(dup(fi->fh)) < 0 ? -errno : 0;
     } else {
-        read_control(&c);
         if (c.delay_us) {
             sleep_us(c.delay_us);
         }

@@ -696,6 +696,55 @@ static void test_group_commit(void)
 }
 
 /*
+ * A failed sync answers EIO to every request it covered, and only to
+ * them: while a sync runs (and succeeds), eight requests arrive and the
+ * file system starts failing; the sync for the eight fails, each of them
+ * gets EIO, the first gets OK, and the device goes on.
+ */
+static void test_group_eio(void)
+{
+    PMem *t = pmem_start_fuse(NULL, 300000);
+    g_autoptr(GArray) recs = NULL;
+    Flush first, f[8], after;
+    uint64_t resp[8];
+    uint32_t len;
+
+    if (!t) {
+        return;
+    }
+    qvirtqueue_reset_pool(t->vq);
+    first.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    first.avail_ns = pmem_kick(t, first.head);
+    wait_sync_started(t, 1);
+    syncfs_control(300000, true);       /* from the next sync on */
+    for (int i = 0; i < 8; i++) {
+        resp[i] = guest_alloc(&t->alloc, 4);
+        f[i].head = pmem_queue_at(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, resp[i]);
+        f[i].avail_ns = pmem_kick(t, f[i].head);
+    }
+    first.seen_ns = wait_used(t, first.head, &len);
+    g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_OK);
+    for (int i = 0; i < 8; i++) {
+        f[i].seen_ns = wait_used(t, f[i].head, &len);
+        g_assert_cmphex(qtest_readl(t->qts, resp[i]), ==, RESP_EIO);
+    }
+    g_assert_false(device_status(t) & VIRTIO_CONFIG_S_NEEDS_RESET);
+
+    syncfs_control(0, false);
+    g_assert_cmpuint(pmem_flush(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, &after), ==,
+                     RESP_OK);
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 3);
+    g_assert_cmpint(covering_sync(recs, &first, 0), ==, 0);
+    for (int i = 0; i < 8; i++) {
+        g_assert_cmpint(covering_sync(recs, &f[i], -EIO), ==, 1);
+    }
+    g_assert_cmpint(covering_sync(recs, &after, 0), ==, 2);
+    g_assert_cmpint(pmem_stat(t, "errors"), ==, 8);
+    pmem_stop(t);
+}
+
+/*
  * 64 requests made available before one kick: each is answered exactly
  * once and OK (each response slot held a sentinel), and the file system
  * saw one sync for them all, begun after they were queued and returned
@@ -1760,6 +1809,8 @@ int main(int argc, char **argv)
                    test_flush_reaches_file);
     qtest_add_func("/virtio-pmem/group-commit-never-answers-early",
                    test_group_commit);
+    qtest_add_func("/virtio-pmem/failed-sync-answers-eio-to-its-requests",
+                   test_group_eio);
     qtest_add_func("/virtio-pmem/64-queued-requests-one-sync",
                    test_one_sync_for_a_queue);
     qtest_add_func("/virtio-pmem/eio-then-recovers", test_eio_then_recovers);
