@@ -163,6 +163,26 @@ def test_reset(build):
     return not diag, "\n".join(diag)
 
 
+RESET_GUEST = "s390x/diag318-reset.elf"
+RESET_BOOTS = 0x30000                   # diag318-reset.S: BOOTS
+
+
+def test_load_normal_reset(build):
+    """DIAG 308 subcode 1 (load normal) resets the CPUs without a clear
+    reset, so only the machine's own clearing drops the code: the guest
+    sets it, resets, boots again without DIAG 318, and the code is 0."""
+    with S390VM(build, kernel=RESET_GUEST, smp=2) as vm:
+        vm.wait_status("shutdown", 60)
+        out = vm.hmp(f"xp /2xg {RESET_BOOTS:#x}")
+        boots, done = [int(w, 16) for line in out.splitlines()
+                       for w in line.split(":", 1)[1].split()]
+        code = vm.diag318()["code"]
+        cpus = vm.cpu_codes()
+    ok = boots == 2 and done == DONE and code == 0 and cpus == [0, 0]
+    return ok, (f"boots {boots}, done {done:#x}; after the load-normal reset the code is "
+                f"{code:#x}, CPUs {[hex(c) for c in cpus]}")
+
+
 def test_cpu_hotplug(build):
     """A CPU plugged after the guest's DIAG 318 holds the VM's code."""
     with S390VM(build, smp="1,maxcpus=2") as vm:
@@ -252,6 +272,8 @@ TESTS = [
     ("s390-ccw-virtio-9.2 keeps the CPU model without diag318", test_old_machine_type),
     ("diag318 unknown name code", test_unknown_name_code),
     ("diag318 code cleared by machine reset", test_reset),
+    ("diag318 code cleared by a load-normal reset (DIAG 308 subcode 1)",
+     test_load_normal_reset),
     ("diag318 code reaches a hot-plugged CPU", test_cpu_hotplug),
     ("diag318 code survives migration", test_migration),
     ("Debian's s390x Linux kernel reports name code 4", test_linux_guest),
