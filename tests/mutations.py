@@ -52,10 +52,12 @@ MUTATIONS = [
     ("diag318-kept-on-reset", "the DIAG 318 code survives a machine reset",
      "patches/0012-target-s390x-handle-DIAG-318-in-diag318.c-for-KVM-and-TCG.patch",
      "+    s390_diag318_set_all(0);\n", "+    /* mutant: code kept */\n", ["s390x"]),
+    # mbochs keeps its own count (the mdev core's counter is only used by
+    # mdpy and mtty, which do not aggregate): charge one instance's memory
     ("aggregate-charges-one", "an aggregate=N mdev charges 1 instance instead of N",
-     "kernel-patches/6.12/0001-vfio-mdev-let-a-device-aggregate-instances-of-its-type.patch",
-     "+\t\tatomic_sub(instances, &parent->available_instances);",
-     "+\t\tatomic_sub(1, &parent->available_instances);", ["kernel"]),
+     "kernel-patches/6.12/0004-samples-vfio-mdev-mbochs-Support-aggregated-devices.patch",
+     "+\t\t\t\t     avail_mbytes - mbytes));",
+     "+\t\t\t\t     avail_mbytes - type->mbytes));", ["kernel"]),
 ]
 
 
