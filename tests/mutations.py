@@ -170,7 +170,15 @@ def main():
         results.append(res)
         print(f"  {'caught' if res['caught'] else 'NOT CAUGHT'} ({res['seconds']}s): "
               + "; ".join(res["failed"][:6]), flush=True)
-    # leave the mutant build at the unmutated tree, for the next run's ccache
+    # a run of some mutations updates their rows and keeps the others'
+    path = os.path.join(build, "mutations.json")
+    if args.names and os.path.exists(path):
+        with open(path) as f:
+            old = {r["name"]: r for r in json.load(f)}
+        old.update({r["name"]: r for r in results})
+        order = [m[0] for m in MUTATIONS]
+        results = sorted(old.values(), key=lambda r: order.index(r["name"])
+                         if r["name"] in order else len(order))
     lines = ["| mutation | what it breaks | layers | caught by |", "|---|---|---|---|"]
     for r in results:
         caught = "; ".join(r["failed"]) if r["caught"] else "**not caught** " + r.get("note", "")
@@ -178,7 +186,7 @@ def main():
                      f"| {caught} |")
     with open(os.path.join(build, "mutations.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(build, "mutations.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print("\n".join(lines))
     missed = [r["name"] for r in results if not r["caught"]]
