@@ -12,7 +12,6 @@ VMM).  Medians and ranges of REPS runs each, on the host's KVM when it is
 usable and in the KVM lab always; every figure says which (`accel`).
 Writes BUILD/bench/coalesced-io.{md,json}.
 """
-import argparse
 import os
 import statistics
 import subprocess
@@ -118,18 +117,12 @@ def cell(r):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(TOP, "build"))
-    ap.add_argument("--reps", type=int, default=7)
+    ap = lab_run.parser()
     ap.add_argument("--count", type=int, default=50000, help="writes per run to start with")
     ap.add_argument("--max-count", type=int, default=800000)
-    ap.add_argument("--where", choices=("auto", "here"), default="auto",
-                    help="auto: the host's KVM when usable, and the lab; here: this machine")
-    ap.add_argument("--out", help="directory for the report (default BUILD/bench)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
-    out_dir = args.out or os.path.join(build, "bench")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = lab_run.out_dir(args)
 
     rows = []
     for accel in lab_run.places(args.where):

@@ -14,7 +14,6 @@ the KVM lab always (where the dirty log is a real one).  Writes
 BUILD/bench/kvm-dirty-log.{md,json} and appends the same to
 migration.{md,json}.
 """
-import argparse
 import json
 import os
 import statistics
@@ -127,16 +126,9 @@ def report_lines(data):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(TOP, "build"))
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--where", choices=("auto", "here"), default="auto",
-                    help="auto: the host's KVM when usable, and the lab; here: this machine")
-    ap.add_argument("--out", help="directory for the report (default BUILD/bench)")
-    args = ap.parse_args()
+    args = lab_run.parser().parse_args()
     build = os.path.abspath(args.build)
-    out = args.out or os.path.join(build, "bench")
-    os.makedirs(out, exist_ok=True)
+    out = lab_run.out_dir(args)
 
     results, lines = [], []
     for accel in lab_run.places(args.where):

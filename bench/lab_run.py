@@ -3,6 +3,7 @@ opened, and always in the KVM lab (nested KVM in a TCG L1 guest,
 tests/lab/lab.py).  A benchmark script runs itself inside the lab with
 `--where here --accel lab --out DIR` and its JSON comes back through the
 lab's results directory."""
+import argparse
 import json
 import os
 import shlex
@@ -15,6 +16,23 @@ import guests  # noqa: E402
 import lab  # noqa: E402
 
 ACCEL_NAMES = {"host": "host KVM", "lab": "nested KVM (lab)"}
+
+
+def parser(reps=7):
+    """The options every KVM benchmark takes: --build, --reps, --where, --out."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(TOP, "build"))
+    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--where", choices=("auto", "here"), default="auto",
+                    help="auto: the host's KVM when usable, and the lab; here: this machine")
+    ap.add_argument("--out", help="directory for the report (default BUILD/bench)")
+    return ap
+
+
+def out_dir(args):
+    out = args.out or os.path.join(os.path.abspath(args.build), "bench")
+    os.makedirs(out, exist_ok=True)
+    return out
 
 
 def places(where):

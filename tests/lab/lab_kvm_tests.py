@@ -16,7 +16,6 @@
   coalesced-pio=off).
 """
 import os
-import re
 import sys
 import time
 

@@ -1314,6 +1314,25 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*
+ * The @got used-ring entries from @used_idx on, into @used (indexed like
+ * the ring): one read, or two where they wrap.
+ */
+static void read_used(QTestState *qts, QVirtQueue *vq,
+                      struct vring_used_elem *used, uint16_t used_idx,
+                      uint16_t got)
+{
+    for (uint16_t k = 0; k < got; k++) {
+        uint16_t pos = (used_idx + k) % vq->size;
+
+        if (k == 0 || pos == 0) {
+            uint16_t run = MIN(got - k, vq->size - pos);
+
+            qtest_memread(qts, vq->used + 4 + 8 * pos, &used[pos], 8 * run);
+        }
+    }
+}
+
 static void load_finish(LoadResult *res, GArray *lat, gint64 start)
 {
     res->rps = res->requests / ((g_get_monotonic_time() - start) / 1e6);
@@ -1406,15 +1425,7 @@ static void pmem_load_batch(PMem *t, int n, double seconds, LoadResult *res)
                 idle = g_get_monotonic_time();
             }
         }
-        for (uint16_t k = 0; k < got; k++) {
-            uint16_t pos = (used_idx + k) % vq->size;
-
-            if (k == 0 || pos == 0) {
-                uint16_t run = MIN(got - k, vq->size - pos);
-
-                qtest_memread(qts, vq->used + 4 + 8 * pos, &used[pos], 8 * run);
-            }
-        }
+        read_used(qts, vq, used, used_idx, got);
         now = g_get_monotonic_time();
         for (uint16_t k = 0; k < got; k++) {
             uint16_t slot = le32_to_cpu(used[(used_idx + k) % vq->size].id) / 2;
@@ -1527,15 +1538,7 @@ static void pmem_load_driver(PMem *t, int n, double seconds, LoadResult *res)
             }
             continue;
         }
-        for (uint16_t k = 0; k < got; k++) {
-            uint16_t pos = (used_idx + k) % vq->size;
-
-            if (k == 0 || pos == 0) {
-                uint16_t run = MIN(got - k, vq->size - pos);
-
-                qtest_memread(qts, vq->used + 4 + 8 * pos, &used[pos], 8 * run);
-            }
-        }
+        read_used(qts, vq, used, used_idx, got);
         now = g_get_monotonic_time();
         for (uint16_t k = 0; k < got; k++) {
             uint16_t slot = le32_to_cpu(used[(used_idx + k) % vq->size].id);
