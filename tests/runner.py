@@ -121,7 +121,10 @@ def run_glib_test(tap, layer, exe, env=None, timeout=600):
     if results == 0:
         tap.result(False, f"{layer}: {name} printed no test result (status {rc})", diag=out)
     elif plan is None or plan != results:
-        tap.result(False, f"{layer}: {name} planned {plan} tests, reported {results}",
+        # an assertion ends a GLib test binary: name the test it ended in
+        bail = re.search(r"Bail out! .*?:(\w+): ", out)
+        where = f" (aborted in {bail.group(1)})" if bail else ""
+        tap.result(False, f"{layer}: {name} planned {plan} tests, reported {results}{where}",
                    diag="\n".join(log) or out)
     elif rc != 0 and not seen_failure:
         tap.result(False, f"{layer}: {name} exited with status {rc}", diag=out)
