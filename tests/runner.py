@@ -167,7 +167,7 @@ def host_kvm(layer):
     """True when the host's /dev/kvm runs this layer; else say where it runs."""
     why = guests.kvm_unavailable()
     if why is None:
-        print(f"# layer {layer}: on the host's KVM ({guests.kvm_description()})", flush=True)
+        print(f"# layer {layer}: KVM is {guests.kvm_description()}", flush=True)
         return True
     if os.environ.get("DM_LAB"):
         raise RuntimeError(f"no /dev/kvm inside the lab: {why}")
