@@ -19,6 +19,7 @@
 #include "qapi/qapi-visit-common.h"
 #include "qapi/visitor.h"
 #include "qemu/accel.h"
+#include "qemu/error-report.h"
 #include "cpu.h"
 #include "system/kvm.h"
 #include "hyperv-flags.h"
@@ -120,10 +121,20 @@ static bool kvm_check_host(X86CPU *cpu, Error **errp)
     int64_t edx;
 
     if (kvm_check_extension(kvm_state, KVM_CAP_HYPERV) <= 0) {
-        /* The base's KVM code fills no Hyper-V leaf then: all are dropped */
-        return !cpu->hyperv_strict ||
-               refuse(cpu, "the host kernel's KVM", "it lacks KVM_CAP_HYPERV",
-                      errp);
+        if (cpu->hyperv_strict) {
+            return refuse(cpu, "the host kernel's KVM",
+                          "it lacks KVM_CAP_HYPERV", errp);
+        }
+        /*
+         * The base fills no Hyper-V leaf then, but would still load the
+         * flags' MSRs, and abort when KVM refuses them (hv-time: 0x40000021):
+         * drop the flags for real.
+         */
+        warn_report("the host kernel's KVM lacks KVM_CAP_HYPERV: starting "
+                    "without the hv-* flags (hv-strict=off)");
+        cpu->hyperv_features = 0;
+        cpu->hyperv_passthrough = false;
+        return true;
     }
     if (!(cpu->hyperv_features & BIT_ULL(HYPERV_FEAT_STIMER_DIRECT))) {
         return true;
