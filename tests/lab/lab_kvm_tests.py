@@ -159,6 +159,24 @@ def dirty_log_watch(manual):
     return before, after
 
 
+def retry_nested_fault(fn):
+    """Run a scenario again, once, when its guest died of a KVM emulation
+    failure before any check ran.  Seen once in 16 lab runs of these
+    scenarios: the mem-pattern guest's registers turned to pattern data
+    mid-boot (docs/lab.md); a fault of the nested setup, not of migration,
+    so it is reported and the scenario runs anew."""
+    def run(tmp, res):
+        try:
+            fn(tmp, res)
+        except Exception as e:
+            if res or "KVM internal error" not in str(e):
+                raise
+            print(f"#   nested KVM fault before the scenario's first check, running it "
+                  f"again: {str(e).splitlines()[0][:200]}", flush=True)
+            fn(tmp, res)
+    return run
+
+
 def migration_scenarios(build):
     up = mt.upstream_missing(build)
 
@@ -167,8 +185,9 @@ def migration_scenarios(build):
         names = ([f"{name}: source dirty log"] if watch else []) + \
             [f"{name}: RAM equal byte for byte", f"{name}: CMOS NVRAM bytes carried over"]
         return (names, up if "upstream" in (src, dst) else None,
-                lambda tmp, res: mt.precopy(build, tmp, src, dst, machine, kind, res, name,
-                                            accel=accel, src_watch=watch))
+                retry_nested_fault(lambda tmp, res: mt.precopy(
+                    build, tmp, src, dst, machine, kind, res, name, accel=accel,
+                    src_watch=watch)))
 
     off = "kvm,dirty-log-manual-protect=off"
     return [
