@@ -159,17 +159,22 @@ def dirty_log_watch(manual):
     return before, after
 
 
+# What the nested KVM has been seen to do, rarely, to a QEMU that runs
+# fine the next time: an emulation failure mid-boot (the mem-pattern
+# guest's registers turned to pattern data), and KVM_SET_SREGS refusing
+# QEMU's reset state at startup (CI of stop 19).
+NESTED_FAULTS = ("KVM internal error", "Failed to set special registers")
+
+
 def retry_nested_fault(fn):
-    """Run a scenario again, once, when its guest died of a KVM emulation
-    failure before any check ran.  Seen once in 16 lab runs of these
-    scenarios: the mem-pattern guest's registers turned to pattern data
-    mid-boot (docs/lab.md); a fault of the nested setup, not of migration,
+    """Run a scenario again, once, when the nested KVM failed it before any
+    check ran (docs/lab.md): a fault of the nested setup, not of migration,
     so it is reported and the scenario runs anew."""
     def run(tmp, res):
         try:
             fn(tmp, res)
         except Exception as e:
-            if res or "KVM internal error" not in str(e):
+            if res or not any(f in str(e) for f in NESTED_FAULTS):
                 raise
             print(f"#   nested KVM fault before the scenario's first check, running it "
                   f"again: {str(e).splitlines()[0][:200]}", flush=True)
