@@ -3,8 +3,8 @@
 
 -include config.mak
 TARGETS ?= x86_64,s390x
-# The base is built for the comparisons, which run on x86_64 only.
-UPSTREAM_TARGETS ?= x86_64
+# The base is built for the comparisons and the compat tests (x86_64, s390x).
+UPSTREAM_TARGETS ?= x86_64,s390x
 ASAN ?= no
 BASE ?=
 WITH_UPSTREAM ?= no
@@ -33,7 +33,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-s390x \
+	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -105,7 +105,7 @@ fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
 check: build upstream guest kernel lab fuse-tools
-	@$(RUNNER) unit qtest kvm kvm-migration e2e migration $(s390x_layer) kernel lab
+	@$(RUNNER) unit qtest kvm kvm-migration e2e migration compat $(s390x_layer) kernel lab
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -118,6 +118,8 @@ check-migration: build upstream guest-tiny
 	@$(RUNNER) migration
 check-s390x: build guest-s390x
 	@$(RUNNER) s390x
+check-compat: build upstream guest
+	@$(RUNNER) compat
 check-kernel: build kernel
 	@$(RUNNER) kernel
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).

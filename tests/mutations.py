@@ -52,6 +52,14 @@ MUTATIONS = [
     ("diag318-kept-on-reset", "the DIAG 318 code survives a machine reset",
      "patches/0012-target-s390x-handle-DIAG-318-in-diag318.c-for-KVM-and-TCG.patch",
      "+    s390_diag318_set_all(0);\n", "+    /* mutant: code kept */\n", ["s390x"]),
+    ("base-machine-not-strict-free", "pc-*-10.0 keep this tree's hv-strict=on",
+     "hw/i386/pc-dm-compat.c",
+     '{ TYPE_X86_CPU, "hv-strict", "off" },', '{ TYPE_X86_CPU, "hv-strict", "on" },',
+     ["compat"]),
+    ("s390-10.0-gets-diag318", "s390-ccw-virtio-10.0's qemu CPU model gains DIAG 318",
+     "patches/0014-target-s390x-offer-DIAG-318-in-the-TCG-CPU-models.patch",
+     "+    s390_set_qemu_cpu_model(0x8561, 15, 1, qemu_cpu_feat);\n",
+     "+    /* mutant: the base's model not restored */\n", ["compat"]),
     # mbochs keeps its own count (the mdev core's counter is only used by
     # mdpy and mtty, which do not aggregate): charge one instance's memory
     ("aggregate-charges-one", "an aggregate=N mdev charges 1 instance instead of N",

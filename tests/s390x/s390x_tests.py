@@ -116,9 +116,11 @@ def test_facility_off(build):
 
 
 def test_old_machine_type(build):
-    """The 9.2 machine type keeps the base's CPU model: no DIAG 318 under TCG."""
+    """The base's machine types (10.0, 9.2) keep the base's CPU model: no
+    DIAG 318 under TCG; only this tree's s390-ccw-virtio-10.0-dm1 has it."""
     diag = []
-    check_facility_off(build, diag, machine="s390-ccw-virtio-9.2")
+    for machine in ("s390-ccw-virtio-10.0", "s390-ccw-virtio-9.2"):
+        check_facility_off(build, diag, machine=machine)
     return not diag, "\n".join(diag)
 
 
@@ -269,7 +271,8 @@ TESTS = [
     ("diag318 in supervisor state sets the code on every CPU", test_supervisor),
     ("diag318 in problem state is a privileged operation", test_problem_state),
     ("diag318=off: specification exception, no SCLP bit", test_facility_off),
-    ("s390-ccw-virtio-9.2 keeps the CPU model without diag318", test_old_machine_type),
+    ("s390-ccw-virtio-10.0 and 9.2 keep the CPU model without diag318",
+     test_old_machine_type),
     ("diag318 unknown name code", test_unknown_name_code),
     ("diag318 code cleared by machine reset", test_reset),
     ("diag318 code cleared by a load-normal reset (DIAG 308 subcode 1)",
