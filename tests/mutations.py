@@ -50,7 +50,7 @@ MUTATIONS = [
      "    hwaddr first = slot->start_addr + (d->first_page << page_shift);\n\n"
      "    d->first_page += 64;\n", ["lab:kvm-migration,lab-kvm"]),
     ("diag318-kept-on-reset", "the DIAG 318 code survives a machine reset",
-     "patches/0012-target-s390x-handle-DIAG-318-in-diag318.c-for-KVM-and-TCG.patch",
+     "patches/0012-target-s390x-move-the-DIAG-318-handling-into-diag318.c.patch",
      "+    s390_diag318_set_all(0);\n", "+    /* mutant: code kept */\n", ["s390x"]),
     ("base-machine-not-strict-free", "pc-*-10.0 keep this tree's hv-strict=on",
      "hw/i386/pc-dm-compat.c",

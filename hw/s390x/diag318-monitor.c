@@ -1,5 +1,5 @@
 /*
- * DIAGNOSE 0x318 for users: the machine's "diag318" QOM property and
+ * DIAGNOSE 0x318 for users: the machine's "x-diag318" QOM property and
  * HMP "info diag318", both showing the guest's control program code
  * decoded and raw.
  *
@@ -51,9 +51,9 @@ static void diag318_machine_get(Object *obj, Visitor *v, const char *name,
 
 void s390_diag318_machine_class_init(ObjectClass *oc)
 {
-    object_class_property_add(oc, "diag318", "S390Diag318Info",
+    object_class_property_add(oc, "x-diag318", "S390Diag318Info",
                               diag318_machine_get, NULL, NULL, NULL);
-    object_class_property_set_description(oc, "diag318",
+    object_class_property_set_description(oc, "x-diag318",
         "control program code the guest reported with DIAGNOSE 0x318");
 }
 

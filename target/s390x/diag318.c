@@ -82,8 +82,8 @@ static void diag318_cpu_get_code(Object *obj, Visitor *v, const char *name,
 
 void s390_diag318_cpu_class_init(ObjectClass *oc)
 {
-    object_class_property_add(oc, "diag318-code", "uint64",
+    object_class_property_add(oc, "x-diag318-code", "uint64",
                               diag318_cpu_get_code, NULL, NULL, NULL);
-    object_class_property_set_description(oc, "diag318-code",
+    object_class_property_set_description(oc, "x-diag318-code",
         "control program code this CPU holds (DIAGNOSE 0x318)");
 }

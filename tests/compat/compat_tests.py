@@ -192,7 +192,7 @@ def s390_migration(build, src_which, dst_which, machine):
             dst.qmp.cmd("migrate-incoming", uri=f"file:{state}")
             dst.wait_migration()
             after = s390_view(dst)
-            code = dst.qmp.cmd("qom-get", path="/machine", property="diag318") \
+            code = dst.qmp.cmd("qom-get", path="/machine", property="x-diag318") \
                 if dst_which == "ours" else None
     diag = []
     words = [int(w, 16) for line in before["results"].splitlines()

@@ -52,10 +52,10 @@ class S390VM(guests.QemuVM):
         return res
 
     def diag318(self):
-        return self.qmp.cmd("qom-get", path="/machine", property="diag318")
+        return self.qmp.cmd("qom-get", path="/machine", property="x-diag318")
 
     def cpu_codes(self):
-        return [self.qmp.cmd("qom-get", path=c["qom-path"], property="diag318-code")
+        return [self.qmp.cmd("qom-get", path=c["qom-path"], property="x-diag318-code")
                 for c in self.qmp.cmd("query-cpus-fast")]
 
 

@@ -36,7 +36,10 @@ bool s390_diag318_exec(CPUState *cs, uint64_t code);
 /* @code decoded for QMP and HMP. */
 S390Diag318Info *s390_diag318_describe(uint64_t code);
 
-/* Read-only QOM properties: "diag318" on the machine, "diag318-code" on CPUs. */
+/*
+ * Read-only QOM properties: "x-diag318" on the machine, "x-diag318-code"
+ * on CPUs.
+ */
 void s390_diag318_machine_class_init(ObjectClass *oc);
 void s390_diag318_cpu_class_init(ObjectClass *oc);
 
