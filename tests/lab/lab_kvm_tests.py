@@ -201,9 +201,9 @@ def migration_scenarios(build):
         pre("ours", "ours", "pc", "unix", "kvm live migration: ours->ours, "
             "dirty-log-manual-protect=off", dirty_log_watch(False), accel=off),
         pre("ours", "upstream", "pc-i440fx-10.0", "tcp",
-            "kvm live migration: ours->upstream, pc-i440fx-10.0", dirty_log_watch(True)),
+            "kvm live migration: compat: ours->upstream, pc-i440fx-10.0", dirty_log_watch(True)),
         pre("upstream", "ours", "pc-i440fx-10.0", "tcp",
-            "kvm live migration: upstream->ours, pc-i440fx-10.0"),
+            "kvm live migration: compat: upstream->ours, pc-i440fx-10.0"),
     ]
 
 
