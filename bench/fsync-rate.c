@@ -22,6 +22,7 @@
 
 static int fd;
 static int use_fsync;
+/* set by the main thread, polled by the workers: no ordering needed */
 static volatile int stop;
 static atomic_ulong count;
 
@@ -50,7 +51,8 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s FILE fsync|fdatasync THREADS SECONDS [write]\n",
+        fprintf(stderr,
+                "usage: %s FILE fsync|fdatasync THREADS SECONDS [write]\n",
                 argv[0]);
         return 2;
     }

@@ -47,17 +47,31 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* A whole decimal or 0x number; a stand-alone tool has no qemu_strtoul. */
+static unsigned long number(const char *s)
+{
+    long v;
+    int n = 0;
+
+    if (sscanf(s, "%li%n", &v, &n) != 1 || s[n] || v < 0) {
+        fprintf(stderr, "kvm-port-loop: not a number: %s\n", s);
+        exit(2);
+    }
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s IMAGE PORT WIDTH COUNT coalesced|plain [REPEAT]\n",
+        fprintf(stderr,
+                "usage: %s IMAGE PORT WIDTH COUNT coalesced|plain [REPEAT]\n",
                 argv[0]);
         return 2;
     }
     const char *image = argv[1];
-    uint16_t port = strtoul(argv[2], NULL, 0);
-    uint8_t width = strtoul(argv[3], NULL, 0);
-    uint32_t count = strtoul(argv[4], NULL, 0);
+    uint16_t port = number(argv[2]);
+    uint8_t width = number(argv[3]);
+    uint32_t count = number(argv[4]);
     int coalesced = !strcmp(argv[5], "coalesced");
     int repeat = argc > 6 ? atoi(argv[6]) : 1;
 
@@ -66,8 +80,8 @@ int main(int argc, char **argv)
         die("/dev/kvm");
     }
     int ring_off = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
-    if (coalesced && (ring_off <= 0 ||
-                      ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)) {
+    int pio = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO);
+    if (coalesced && (ring_off <= 0 || pio <= 0)) {
         fprintf(stderr, "kvm-port-loop: this KVM has no coalesced PIO\n");
         return 3;
     }
@@ -153,12 +167,14 @@ int main(int argc, char **argv)
                 break;
             }
             if (run->exit_reason != KVM_EXIT_IO) {
-                fprintf(stderr, "kvm-port-loop: unexpected exit %u\n", run->exit_reason);
+                fprintf(stderr, "kvm-port-loop: unexpected exit %u\n",
+                        run->exit_reason);
                 return 2;
             }
         }
         double t1 = now_ns();
-        printf("%.1f %lu %lu\n", count ? (t1 - t0) / count : 0.0, exits, entries);
+        printf("%.1f %lu %lu\n", count ? (t1 - t0) / count : 0.0,
+               exits, entries);
     }
     return 0;
 }
