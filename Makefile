@@ -6,6 +6,9 @@ TARGETS ?= x86_64,s390x
 # The base is built for the comparisons and the compat tests (x86_64, s390x).
 UPSTREAM_TARGETS ?= x86_64,s390x
 ASAN ?= no
+# make install: where (the build is relocatable: any absolute PREFIX works)
+PREFIX ?= /usr/local
+DESTDIR ?=
 BASE ?=
 WITH_UPSTREAM ?= no
 
@@ -32,8 +35,8 @@ s390x_guests := $(patsubst tests/guest-s390x/%.S,$(B)/guest/s390x/%.elf,$(wildca
 s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
-.PHONY: all deps base prepare build upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-s390x \
+.PHONY: all deps base prepare build install install-extras uninstall upstream guest guest-tiny guest-linux bench-tools fuse-tools \
+	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -51,6 +54,19 @@ prepare: base
 
 build: prepare
 	@scripts/build-qemu dm $(B)/ours/src $(B)/ours/qemu $(B)/tools "$(QEMU_OPTS)" $(ours_targets)
+
+# What make install adds to the test build: qemu-img (libvirt and users
+# create images with it) and the trace event list QEMU's tracing reads.
+install_targets := qemu-img trace/trace-events-all
+
+install-extras: build
+	@scripts/build-qemu dm $(B)/ours/src $(B)/ours/qemu $(B)/tools "$(QEMU_OPTS)" $(install_targets)
+
+install: install-extras
+	@scripts/install-qemu $(B)/ours/qemu $(PREFIX) $(DESTDIR)
+
+uninstall:
+	@scripts/install-qemu --uninstall $(PREFIX) $(DESTDIR)
 
 upstream: base
 	@scripts/prepare-tree --pristine $(BASEDIR) $(B)/upstream/src
@@ -104,8 +120,8 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build upstream guest kernel lab fuse-tools
-	@$(RUNNER) unit qtest kvm kvm-migration e2e migration compat $(s390x_layer) kernel lab
+check: build install-extras upstream guest kernel lab fuse-tools
+	@$(RUNNER) unit qtest kvm kvm-migration e2e install migration compat $(s390x_layer) kernel lab
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -120,6 +136,8 @@ check-s390x: build guest-s390x
 	@$(RUNNER) s390x
 check-compat: build upstream guest
 	@$(RUNNER) compat
+check-install: install-extras guest-linux fuse-tools
+	@$(RUNNER) install
 check-kernel: build kernel
 	@$(RUNNER) kernel
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).

@@ -133,13 +133,14 @@ def linux_guest(build, script, qemu_args=(), timeout=300, which="ours",
 def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
                       memory="512M,slots=2,maxmem=2G", qmp=None, kernel=None,
                       initrd=None, append="console=ttyS0 panic=-1 quiet",
-                      accel="tcg", cpu=None):
+                      accel="tcg", cpu=None, binary=None):
     """Start the Linux guest; returns (Popen, initrd path to unlink after).
 
     By default the guest is Debian's kernel and our initramfs in BUILD/guest;
     `kernel` and `initrd` (a gzipped cpio) boot others, with `append` as
     the kernel command line.  The per-test initrd goes to the temporary
-    directory, so the build tree may be read-only (as in the lab)."""
+    directory, so the build tree may be read-only (as in the lab).
+    `binary` runs another QEMU than BUILD's (an installed one)."""
     guest = os.path.join(build, "guest")
     kernel = kernel or os.path.join(guest, "vmlinuz")
     base_initrd = initrd or os.path.join(guest, "initramfs.cpio.gz")
@@ -149,7 +150,7 @@ def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
     with os.fdopen(fd, "wb") as f:
         f.write(base)
         f.write(_cpio_newc({"test.sh": (0o100755, script.encode())}))
-    cmd = [qemu_binary(build, which), "-M", machine, "-accel", accel, "-m", memory,
+    cmd = [binary or qemu_binary(build, which), "-M", machine, "-accel", accel, "-m", memory,
            "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
            "-kernel", kernel, "-initrd", initrd, "-append", append]
     if cpu:
