@@ -35,7 +35,7 @@ s390x_guests := $(patsubst tests/guest-s390x/%.S,$(B)/guest/s390x/%.elf,$(wildca
 s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
-.PHONY: all deps base prepare build install install-extras uninstall upstream guest guest-tiny guest-linux bench-tools fuse-tools \
+.PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
 	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
@@ -67,6 +67,10 @@ install: install-extras
 
 uninstall:
 	@scripts/install-qemu --uninstall $(PREFIX) $(DESTDIR)
+
+# The Debian package qemu-dm-system (build/deb/), beside Debian's own QEMU.
+deb: install-extras
+	@scripts/make-deb $(B)
 
 upstream: base
 	@scripts/prepare-tree --pristine $(BASEDIR) $(B)/upstream/src
@@ -120,7 +124,7 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build install-extras upstream guest kernel lab fuse-tools
+check: build install-extras deb upstream guest kernel lab fuse-tools
 	@$(RUNNER) unit qtest kvm kvm-migration e2e install migration compat $(s390x_layer) kernel lab
 check-unit: build
 	@$(RUNNER) unit
@@ -136,7 +140,7 @@ check-s390x: build guest-s390x
 	@$(RUNNER) s390x
 check-compat: build upstream guest
 	@$(RUNNER) compat
-check-install: install-extras guest-linux fuse-tools
+check-install: install-extras deb guest-linux fuse-tools
 	@$(RUNNER) install
 check-kernel: build kernel
 	@$(RUNNER) kernel

@@ -9,6 +9,8 @@ pkgs=(
     libglib2.0-dev libpixman-1-dev libaio-dev libslirp-dev libfdt-dev zlib1g-dev
     # fetching and unpacking the base and guest assets
     dpkg-dev xz-utils cpio kmod e2fsprogs rsync
+    # make deb checks its package
+    lintian
     # firmware for the x86 machines (the +ds base tarball has none)
     seabios qemu-system-data ipxe-qemu
     # the FUSE file system of the virtio-pmem tests (tests/fuse)

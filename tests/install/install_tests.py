@@ -4,6 +4,7 @@ Installs the build with scripts/install-qemu under a temporary DESTDIR and a
 PREFIX that is not the build's own (/usr/local), runs the installed binary
 with no -L, and uninstalls.
 """
+import glob
 import os
 import subprocess
 import sys
@@ -106,12 +107,69 @@ def test_uninstall(build):
     return ok, f"{p.stdout.strip()}; left behind: {left}"
 
 
+def package(build):
+    debs = sorted(glob.glob(os.path.join(build, "deb", "qemu-dm-system_*.deb")))
+    return debs[-1] if debs else None
+
+
+def test_deb(build):
+    """make deb: lintian finds no error; apt resolves its dependencies from
+    the archive; installed with dpkg, /usr/bin/qemu-dm-system-x86_64 runs
+    (virtio-pmem-pci's options), Debian's QEMU paths are untouched; purged
+    again, nothing of it is left."""
+    deb = package(build)
+    if not deb:
+        return False, f"no package in {build}/deb (make deb)"
+    diag = []
+    lint = subprocess.run(["lintian", "--tag-display-limit", "0", deb],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    errors = [line for line in lint.splitlines() if line.startswith("E:")]
+    if errors:
+        diag.append("lintian: " + "; ".join(errors))
+    sim = subprocess.run(["apt-get", "install", "-s", deb], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if sim.returncode or "Inst qemu-dm-system" not in sim.stdout:
+        diag.append(f"apt-get install -s: {sim.stdout[-600:]}")
+    files = subprocess.run(["dpkg-deb", "-c", deb], stdout=subprocess.PIPE,
+                           text=True).stdout
+    paths = [line.split()[5].lstrip(".") for line in files.splitlines()]
+    clash = [p for p in paths if p.startswith(("/usr/bin/qemu-system", "/usr/share/qemu/"))]
+    if clash:
+        diag.append(f"paths of Debian's QEMU in the package: {clash[:5]}")
+    st = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", "qemu-dm-system"],
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    if os.geteuid() != 0 or st == "installed":
+        return guests.Skip("dpkg -i needs root and no qemu-dm-system installed already") \
+            if not diag else (False, "\n".join(diag))
+    inst = subprocess.run(["dpkg", "-i", deb], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        if inst.returncode:
+            diag.append(f"dpkg -i: {inst.stdout[-600:]}")
+        else:
+            run = subprocess.run(["/usr/bin/qemu-dm-system-x86_64", "-device",
+                                  "virtio-pmem-pci,help"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+            if run.returncode or "memdev=" not in run.stdout:
+                diag.append(f"installed binary: {run.stdout[-600:]}")
+    finally:
+        purge = subprocess.run(["dpkg", "--purge", "qemu-dm-system"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    left = [p for p in ("/usr/lib/qemu-dm", "/usr/bin/qemu-dm-system-x86_64")
+            if os.path.lexists(p)]
+    if purge.returncode or left:
+        diag.append(f"dpkg --purge: rc {purge.returncode}, left {left}")
+    return not diag, "\n".join(diag) or f"{os.path.basename(deb)}: lintian clean of " \
+        f"errors, installed, ran, purged"
+
+
 TESTS = [
     ("make install: emulators, qemu-img, data and docs under PREFIX, relocated",
      test_layout),
     ("make install: the installed QEMU boots the Linux guest without -L; DAX write "
      "reaches the host file", test_boots_without_L),
     ("make uninstall: removes what was installed, nothing else", test_uninstall),
+    ("make deb: lintian, apt, dpkg -i, the packaged QEMU runs, dpkg --purge", test_deb),
 ]
 
 
