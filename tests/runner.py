@@ -61,7 +61,7 @@ TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 # Layer deadlines (s): past one, the layer's running test fails and the
 # layer ends.  Generous: they catch hangs, they time nothing.
 DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
-            "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400}
+            "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400}
 
 
 class LayerTimeout(BaseException):
@@ -231,6 +231,10 @@ def layer_install(tap, build):
     run_module(tap, "install", "install_tests", build)
 
 
+def layer_libvirt(tap, build):
+    run_module(tap, "libvirt", "libvirt_tests", build)
+
+
 def layer_style(tap, build):
     run_module(tap, "style", "style_tests", build)
 
@@ -244,7 +248,8 @@ def layer_s390x(tap, build):
 LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
           "kvm-migration": layer_kvm_migration, "e2e": layer_e2e, "kernel": layer_kernel,
           "s390x": layer_s390x, "migration": layer_migration, "compat": layer_compat,
-          "style": layer_style, "install": layer_install, "lab": layer_lab, "lab-kvm": layer_lab_kvm}
+          "style": layer_style, "install": layer_install,
+          "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm}
 
 
 def on_alarm(signum, frame):
