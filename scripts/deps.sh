@@ -21,6 +21,7 @@ pkgs=(
     busybox-static
     # building the patched Linux 6.12 (tests/kernel)
     bc libelf-dev
+    mdevctl  # run in the kernel layer's guest (tests/kernel/build copies it)
     # s390x guests and firmware
     binutils-s390x-linux-gnu gcc-s390x-linux-gnu
 )

@@ -39,6 +39,13 @@ CHECKS = [
     "a duplicate UUID still fails with EEXIST",
     "remove of the plain device restores all counts",
     "create/remove",
+    # Debian's mdevctl 1.2.0 in the guest (it cannot ask for aggregate=N)
+    "mdevctl runs in the guest",
+    "mdevctl start -u U -p",
+    "mdevctl list shows a device created with <uuid>,aggregate=4 through sysfs",
+    "mdevctl define -u of the running aggregated device saves only its type",
+    "mdevctl stop removes the aggregated device and restores all counts",
+    "mdevctl start cannot aggregate",
 ]
 
 TAP = re.compile(r"^(ok|not ok) (\d+) - (.*)$")

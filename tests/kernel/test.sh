@@ -1,8 +1,8 @@
 #!/bin/sh
-# In-guest checks of mdev aggregation (kernel-patches/6.12) on the mbochs and
-# mtty samples: one TAP line per check, "ok N - name" or "not ok N - name",
-# with "# " lines explaining a failure.  tests/kernel/kernel_tests.py knows
-# the names and reports any that are missing.
+# In-guest checks of mdev aggregation (kernel-patches/6.12) on the mbochs, mtty
+# and mdpy samples, and of Debian's mdevctl with it: one TAP line per check,
+# "ok N - name" or "not ok N - name", with "# " lines explaining a failure.
+# tests/kernel/kernel_tests.py knows the names and reports any that are missing.
 
 n=0
 failed=0
@@ -221,6 +221,92 @@ result $? "create/remove $LOOPS times (aggregated and plain) leaves the counts w
 	"$diag
 start: $BASE
 end:   $(counts)"
+
+# --- Debian's mdevctl (1.2.0) ------------------------------------------
+# mdevctl writes the bare 36-character UUID to create and sets a config's
+# "attrs" on the device only after it exists, so it cannot ask for
+# aggregate=N; it lists, stops and counts aggregated devices made through
+# sysfs (docs/kernel-patches.md).
+MDEVCTL=/usr/bin/mdevctl
+PARENT=${SMALL%/mdev_supported_types/*}
+PARENT=${PARENT##*/}
+mdevctl() { "$MDEVCTL" "$@" 2>&1; }
+# "available_instances" of TYPE on PARENT as mdevctl types shows it
+mdevctl_avail() {
+	mdevctl types -p "$PARENT" | sed -n "/^  $1\$/,/Available/s/.*Available instances: //p"
+}
+LISTED="$U1 $PARENT mbochs-small manual"
+
+ver=$(mdevctl --version)
+small=$(mdevctl_avail mbochs-small)
+[ "$ver" = "mdevctl 1.2.0" ] && [ "$small" = "$(cat "$SMALL/available_instances")" ]
+result $? "mdevctl runs in the guest ($ver) and its types show mbochs-small's count ($small)" \
+	"version: '$ver' types: $(mdevctl types -p "$PARENT")"
+
+out=$(mdevctl start -u "$U1" -p "$PARENT" -t mbochs-small; echo "rc=$?")
+ai=$(cat "/sys/bus/mdev/devices/$U1/aggregated_instances" 2>&1)
+list=$(mdevctl list)
+stop=$(mdevctl stop -u "$U1"; echo "rc=$?")
+[ "$out" = "rc=0" ] && [ "$ai" = 1 ] && echo "$list" | grep -qxF "$LISTED" &&
+	[ "$stop" = "rc=0" ] && ! exists "$U1" && [ "$(counts)" = "$BASE" ]
+result $? "mdevctl start -u U -p $PARENT -t mbochs-small: a plain device (aggregated_instances 1), list shows it, stop removes it" \
+	"start: $out aggregated_instances '$ai' stop: $stop
+list: $list
+counts $(counts), want $BASE"
+
+err=$(create "$SMALL" "$U1,aggregate=4")
+ai=$(cat "/sys/bus/mdev/devices/$U1/aggregated_instances" 2>&1)
+list=$(mdevctl list)
+json=$(mdevctl list -u "$U1" --dumpjson)
+large=$(mdevctl_avail mbochs-large)
+want_large=$(( (BASE_FREE - SMALL_MB * 4) / $(type_mb "$LARGE") ))
+[ -z "$err" ] && [ "$ai" = 4 ] && echo "$list" | grep -qxF "$LISTED" &&
+	echo "$json" | grep -qF '"mdev_type": "mbochs-small"' && [ "$large" = "$want_large" ]
+result $? "mdevctl list shows a device created with <uuid>,aggregate=4 through sysfs (aggregated_instances 4, types: mbochs-large down to $large)" \
+	"create: '$err' aggregated_instances '$ai' mbochs-large $large, want $want_large
+list: $list
+dumpjson: $json"
+
+def=$(mdevctl define -u "$U1"; echo "rc=$?")
+conf=$(cat "/etc/mdevctl.d/$PARENT/$U1" 2>&1)
+undef=$(mdevctl undefine -u "$U1"; echo "rc=$?")
+[ "$def" = "rc=0" ] && [ "$undef" = "rc=0" ] && echo "$conf" | grep -qF '"mbochs-small"' &&
+	! echo "$conf" | grep -q aggregat
+result $? "mdevctl define -u of the running aggregated device saves only its type (1.2.0 cannot persist aggregate=N)" \
+	"define: $def undefine: $undef
+config: $conf"
+
+stop=$(mdevctl stop -u "$U1"; echo "rc=$?")
+list=$(mdevctl list)
+[ "$stop" = "rc=0" ] && ! exists "$U1" && [ -z "$list" ] && [ "$(counts)" = "$BASE" ]
+result $? "mdevctl stop removes the aggregated device and restores all counts" \
+	"stop: $stop list: '$list' counts $(counts), want $BASE"
+
+# every way of asking mdevctl for aggregation fails and leaves nothing: the
+# UUID does not parse, the type does not exist, the attribute is read-only
+# (mdevctl created the device, fails to write it and removes the device)
+echo '{"mdev_type": "mbochs-small", "start": "manual", "attrs": [{"aggregated_instances": "4"}]}' \
+	> /tmp/aggregate.json
+diag=""
+for try in "-u $U1,aggregate=4 -p $PARENT -t mbochs-small|Invalid value" \
+	"-u $U1 -p $PARENT -t mbochs-small,aggregate=4|does not support mdev type" \
+	"-u $U1 -p $PARENT --jsonfile /tmp/aggregate.json|attribute aggregated_instances"; do
+	args=${try%|*} want=${try#*|}
+	# shellcheck disable=SC2086
+	out=$(mdevctl start $args; echo "rc=$?")
+	case $out in
+	*"$want"*rc=[1-9]*) ;;
+	*) diag="$diag
+start $args: $out (want '$want' and a failure)" ;;
+	esac
+	exists "$U1" && { diag="$diag
+start $args left a device"; remove "$U1" >/dev/null; }
+	[ "$(counts)" = "$BASE" ] || diag="$diag
+start $args: counts $(counts), want $BASE"
+done
+result "$([ -z "$diag" ]; echo $?)" \
+	"mdevctl start cannot aggregate: U,aggregate=4, TYPE,aggregate=4 and a jsonfile attribute aggregated_instances fail, nothing leaked" \
+	"$diag"
 
 echo "# $n checks, $failed failed"
 [ $failed = 0 ]
