@@ -170,6 +170,9 @@ REMAP_ROUNDS = 30
 # kvm_pvm about one round in 750 still showed two writes queued in the
 # middle of a mapped round, which QEMU had not re-registered: tolerated.
 REMAP_TOLERATED = 2
+# rounds in which the serial port received writes (on a loaded machine the
+# vCPU may not run at all in some 20 ms rounds)
+REMAP_USED = 10
 # a vCPU write that looked up the old view while the BAR was being mapped
 # still reaches the RTC, leaving a gap in the counter the UART receives
 MAX_GAP = 16
@@ -236,7 +239,7 @@ def test_zone_removed_while_writing(build, machine):
                         + f"; next round begins {data[end:end + 3].hex(' ')}")
         start = end
     zone = rtc_zone(info)
-    ok = (len(diag) <= REMAP_TOLERATED and used == REMAP_ROUNDS and zone["writes"] > 0
+    ok = (len(diag) <= REMAP_TOLERATED and used >= REMAP_USED and zone["writes"] > 0
           and len(data) == start)
     return ok, (f"{len(data)} bytes on the UART, {used} of {REMAP_ROUNDS} rounds "
                 f"received some; {len(data) - start} after the last round; "
