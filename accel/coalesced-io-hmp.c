@@ -25,7 +25,8 @@ void hmp_info_coalesced_io(Monitor *mon, const QDict *qdict)
     }
     monitor_printf(mon, "coalesced I/O: active, MMIO %s, port I/O %s%s\n",
                    info->mmio ? "yes" : "no", info->pio ? "yes" : "no",
-                   info->pio_allowed ? "" : " (off: coalesced-pio=off)");
+                   info->pio_allowed ? ""
+                                     : " (off: -accel kvm,coalesced-pio=off)");
     monitor_printf(mon, "ring: %u entries, %" PRIu64 " drains (%" PRIu64
                    " on VM stop), deepest %u\n", info->ring_entries,
                    info->drains, info->stop_drains, info->max_depth);

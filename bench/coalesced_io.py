@@ -2,7 +2,7 @@
 """Port-write cost: raw /dev/kvm loop vs upstream QEMU vs ours, in one run.
 
 Columns: the raw loop without and with the port as a coalesced zone (the
-limit), upstream QEMU 10.0, ours, and ours with -M coalesced-pio=off.
+limit), upstream QEMU 10.0, ours, and ours with -accel kvm,coalesced-pio=off.
 
 For each port, the tiny guest tests/guest/port-loop.S writes it COUNT times.
 QEMU's cost per write is (t(COUNT) - t(0)) / COUNT over whole QEMU runs, so
@@ -48,7 +48,7 @@ def raw_loop(build, port, width, count, mode, reps):
     return spread([float(line.split()[0]) / 1000.0 for line in p.stdout.splitlines()])
 
 
-def qemu_runs(build, which, port, width, count, reps, extra):
+def qemu_runs(build, which, port, width, count, reps, accel):
     """Wall times of whole QEMU runs of the port-loop guest with 0 and
     `count` writes, interleaved so drift hits both."""
     with tempfile.TemporaryDirectory() as d:
@@ -58,7 +58,7 @@ def qemu_runs(build, which, port, width, count, reps, extra):
         times = {0: [], count: []}
         for _ in range(reps):
             for n in (0, count):
-                cmd = guests.tiny_cmd(build, imgs[n], which=which, extra=extra)
+                cmd = guests.tiny_cmd(build, imgs[n], which=which, accel=accel)
                 t0 = time.monotonic()
                 p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)
@@ -68,12 +68,12 @@ def qemu_runs(build, which, port, width, count, reps, extra):
     return times[0], times[count]
 
 
-def qemu_per_write(build, which, port, width, count, reps, max_count, extra=()):
+def qemu_per_write(build, which, port, width, count, reps, max_count, accel="kvm"):
     """us per write: (t(count) - t(0)) / count for each interleaved pair,
     median and range.  The count doubles until the spread of t(0) (start-up
     jitter) is under 1% of t(count) - t(0), up to max_count."""
     while True:
-        t_zero, t_n = qemu_runs(build, which, port, width, count, reps, extra)
+        t_zero, t_n = qemu_runs(build, which, port, width, count, reps, accel)
         diff = statistics.median(t_n) - statistics.median(t_zero)
         jitter = max(t_zero) - min(t_zero)
         if (diff > 0 and jitter < 0.01 * diff) or count * 2 > max_count:
@@ -92,10 +92,10 @@ def figures_here(build, accel, reps, count, max_count):
         row = {"port": f"{port:#x}", "what": what, "width": width, "accel": accel,
                "raw_us": raw_loop(build, port, width, count, "plain", reps),
                "raw_coalesced_us": raw_loop(build, port, width, count, "coalesced", reps)}
-        for key, which, extra in (("upstream_us", "upstream", ()), ("ours_us", "ours", ()),
-                                  ("ours_pio_off_us", "ours", ["-M", "coalesced-pio=off"])):
+        for key, which, opts in (("upstream_us", "upstream", "kvm"), ("ours_us", "ours", "kvm"),
+                                 ("ours_pio_off_us", "ours", "kvm,coalesced-pio=off")):
             row[key] = qemu_per_write(build, which, port, width, count, reps, max_count,
-                                      extra)
+                                      opts)
         rows.append(row)
     return rows
 

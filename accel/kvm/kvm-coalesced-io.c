@@ -15,23 +15,32 @@
  *   so every access that can observe them (a flushing access, or a
  *   non-latch write, which might) sees the last value, and latch writes to
  *   different addresses touch different registers and have no side effect.
- * - The ring is replayed when the VM stops, so no queued write is left in
- *   the kernel while device state is saved or the VM is migrated.
+ * - The ring is replayed when the VM stops, before any device's stop
+ *   handler runs, so no queued write is left in the kernel while devices
+ *   stop and their state is saved or migrated.
+ * - A zone leaving the address space is unregistered first and the ring is
+ *   replayed only after the memory transaction committed: never from inside
+ *   the listener callbacks, where a replayed write that begins a memory
+ *   transaction would re-enter the topology update.  The kernel adds
+ *   nothing to a zone once KVM_UNREGISTER_COALESCED_MMIO returned, so every
+ *   write queued for it is in the ring by then, before any later write.
  * - A zone the kernel refuses is reported, and its region works uncoalesced
  *   (it stays flush-coalesced, so it is simply accessed through exits).
  *
- * Everything here runs under the BQL: replays come from flushing accesses
- * (prepare_mmio_access takes it), the memory transaction code and the VM
- * state handler; exits are counted with it taken.
+ * Zones change and the ring is replayed under the BQL: replays come from
+ * flushing accesses (prepare_mmio_access takes it), the memory transaction
+ * code, a bottom half and the VM state handler.  Exits are counted without
+ * it: the registered zones are published for them with RCU.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
-#include "qemu/bitmap.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/rcu.h"
+#include "qemu/stats64.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-coalesced-io.h"
 #include "exec/address-spaces.h"
@@ -42,12 +51,13 @@
 #include "trace.h"
 
 #define PIO_OFF_REASON \
-    "port I/O coalescing is off (machine property coalesced-pio)"
+    "port I/O coalescing is off (accelerator property coalesced-pio)"
 
 /* A latch value is at most this long (KVM entries carry up to 8 bytes). */
 #define LATCH_MAX_LEN 8
 
 typedef struct CoalescedZone {
+    struct rcu_head rcu;
     char *region;
     bool pio;
     bool latch;
@@ -59,7 +69,7 @@ typedef struct CoalescedZone {
 
     uint64_t writes;
     uint64_t replays;
-    uint64_t exits;
+    Stat64 exits;               /* counted outside the BQL */
 
     /* the collapsed latch write waiting to be replayed */
     bool pending;
@@ -68,25 +78,43 @@ typedef struct CoalescedZone {
     uint8_t pending_data[LATCH_MAX_LEN];
 } CoalescedZone;
 
+/*
+ * The registered zones, for the exit path, which runs without the BQL:
+ * replaced as a whole (RCU) when one is registered or unregistered.
+ */
+typedef struct ExitFilter {
+    struct rcu_head rcu;
+    unsigned nr;
+    CoalescedZone *zone[];
+} ExitFilter;
+
+/* A collapsed latch write of a zone that went away before it was replayed */
+typedef struct OrphanWrite {
+    bool pio;
+    uint32_t len;
+    uint64_t addr;
+    uint8_t data[LATCH_MAX_LEN];
+} OrphanWrite;
+
 typedef struct CoalescedIO {
     KVMState *kvm;
     bool mmio_cap;
     bool pio_cap;
     bool pio_allowed;
     bool draining;
+    bool in_update;             /* inside a topology update (begin..commit) */
+    bool replay_after_update;   /* a zone went during it: replay at commit */
     struct kvm_coalesced_mmio_ring *ring;
     uint32_t ring_entries;
+    MemoryListener mem_listener;
+    MemoryListener io_listener;
+    QEMUBH *replay_bh;
 
     GPtrArray *zones;           /* of CoalescedZone, few: a walk is cheap */
-    /*
-     * Where registered zones are, readable without the BQL: a bit per port
-     * for port I/O, an address range for MMIO (empty when lo > hi).  Exits
-     * elsewhere, the common case, cost no lock.
-     */
-    unsigned long *pio_ports;
-    uint64_t mmio_lo, mmio_hi;
+    ExitFilter *filter;         /* RCU */
     CoalescedZone *last_hit;    /* consecutive entries hit the same zone */
     GPtrArray *pending;         /* latch zones with a pending write */
+    GArray *orphans;            /* of OrphanWrite */
 
     uint64_t drains;
     uint64_t stop_drains;
@@ -141,73 +169,98 @@ static void replay_pending(CoalescedZone *z)
 
 static void apply_pending(void)
 {
+    while (cio.orphans->len) {
+        OrphanWrite w = g_array_index(cio.orphans, OrphanWrite, 0);
+
+        g_array_remove_index(cio.orphans, 0);
+        replay(w.pio, w.addr, w.data, w.len);
+    }
     while (cio.pending->len) {
         replay_pending(g_ptr_array_steal_index(cio.pending, 0));
     }
 }
 
 /*
- * Replay the ring.  Entries are consumed in order; the kernel may append
- * more meanwhile (other vCPUs), which the loop picks up before returning.
+ * Take the oldest entry off the ring, handing its slot back to the kernel
+ * before it is replayed: a replay that changes the memory topology
+ * unregisters zones and must find only the entries not taken yet.
+ */
+static bool ring_take(struct kvm_coalesced_mmio *ent)
+{
+    struct kvm_coalesced_mmio_ring *ring = cio.ring;
+    uint32_t first = qatomic_read(&ring->first);
+
+    if (first == qatomic_load_acquire(&ring->last)) {
+        return false;
+    }
+    *ent = ring->coalesced_mmio[first];
+    qatomic_store_release(&ring->first, (first + 1) % cio.ring_entries);
+    return true;
+}
+
+static bool ring_empty(void)
+{
+    return !cio.ring ||
+           qatomic_read(&cio.ring->first) == qatomic_read(&cio.ring->last);
+}
+
+/*
+ * Replay the ring, in order.  The kernel may append more meanwhile (other
+ * vCPUs), which the loop picks up before returning.  Never during a
+ * topology update: the listener's commit hook replays once it is over.
  */
 static void drain(void)
 {
-    struct kvm_coalesced_mmio_ring *ring = cio.ring;
-    uint32_t first, last, depth, n = 0;
+    struct kvm_coalesced_mmio ent;
+    uint32_t depth, n = 0;
 
-    if (!ring || cio.draining) {
-        return;
-    }
-    first = qatomic_read(&ring->first);
-    last = qatomic_load_acquire(&ring->last);
-    if (first == last) {
+    if (!cio.ring || cio.draining || cio.in_update || ring_empty()) {
         return;
     }
     cio.draining = true;
-    depth = (last + cio.ring_entries - first) % cio.ring_entries;
+    depth = (qatomic_read(&cio.ring->last) + cio.ring_entries -
+             qatomic_read(&cio.ring->first)) % cio.ring_entries;
     cio.max_depth = MAX(cio.max_depth, depth);
 
-    while (first != last) {
-        do {
-            struct kvm_coalesced_mmio *ent = &ring->coalesced_mmio[first];
-            bool pio = ent->pio == 1;
-            unsigned len = MIN(ent->len, sizeof(ent->data));
-            CoalescedZone *z = zone_find(pio, ent->phys_addr, len);
+    while (ring_take(&ent)) {
+        bool pio = ent.pio == 1;
+        unsigned len = MIN(ent.len, sizeof(ent.data));
+        CoalescedZone *z = zone_find(pio, ent.phys_addr, len);
 
-            if (z) {
-                z->writes++;
-            }
-            if (z && z->latch && len <= LATCH_MAX_LEN) {
-                /* A later write to the same latch supersedes this one. */
-                if (z->pending && (z->pending_addr != ent->phys_addr ||
-                                   z->pending_len != len)) {
-                    apply_pending();
-                }
-                if (!z->pending) {
-                    z->pending = true;
-                    g_ptr_array_add(cio.pending, z);
-                }
-                z->pending_addr = ent->phys_addr;
-                z->pending_len = len;
-                memcpy(z->pending_data, ent->data, len);
-            } else {
+        n++;
+        if (z) {
+            z->writes++;
+        }
+        if (z && z->latch && len <= LATCH_MAX_LEN) {
+            /* A later write to the same latch supersedes this one. */
+            if (z->pending && (z->pending_addr != ent.phys_addr ||
+                               z->pending_len != len)) {
                 apply_pending();
-                if (z) {
-                    z->replays++;
-                }
-                replay(pio, ent->phys_addr, ent->data, len);
             }
-            first = (first + 1) % cio.ring_entries;
-            n++;
-            /* Hand the slot back: the kernel may fill it again. */
-            qatomic_store_release(&ring->first, first);
-        } while (first != last);
-        last = qatomic_load_acquire(&ring->last);
+            if (!z->pending) {
+                z->pending = true;
+                g_ptr_array_add(cio.pending, z);
+            }
+            z->pending_addr = ent.phys_addr;
+            z->pending_len = len;
+            memcpy(z->pending_data, ent.data, len);
+        } else {
+            apply_pending();
+            if (z) {
+                z->replays++;
+            }
+            replay(pio, ent.phys_addr, ent.data, len);
+        }
     }
     apply_pending();
     cio.drains++;
     cio.draining = false;
     trace_kvm_coalesced_io_drain(n, depth);
+}
+
+static void replay_bh(void *opaque)
+{
+    drain();
 }
 
 void kvm_flush_coalesced_mmio_buffer(void)
@@ -220,36 +273,40 @@ static void vm_state_changed(void *opaque, bool running, RunState state)
     /*
      * Once the vCPUs are stopped nothing adds to the ring: replay it now,
      * so that device state saved or inspected from here on is complete.
+     * Registered as the prepare callback of the highest priority, this
+     * runs before any device's stop handler (prepare or main); as the
+     * main callback it then finds the ring empty.
      */
-    if (!running && cio.ring &&
-        qatomic_read(&cio.ring->first) != qatomic_read(&cio.ring->last)) {
+    if (!running && !ring_empty()) {
         cio.stop_drains++;
         drain();
     }
 }
 
-/* Recompute where registered zones are (under the BQL). */
+/* Publish the registered zones to the exit path (under the BQL). */
 static void update_exit_filter(void)
 {
-    uint64_t lo = UINT64_MAX, hi = 0;
+    ExitFilter *old = cio.filter, *f = NULL;
+    unsigned nr = 0;
 
-    bitmap_zero(cio.pio_ports, 65536);
     for (guint i = 0; i < cio.zones->len; i++) {
-        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
+        nr += ((CoalescedZone *)g_ptr_array_index(cio.zones, i))->registered;
+    }
+    if (nr) {
+        f = g_malloc(sizeof(*f) + nr * sizeof(f->zone[0]));
+        f->nr = 0;
+        for (guint i = 0; i < cio.zones->len; i++) {
+            CoalescedZone *z = g_ptr_array_index(cio.zones, i);
 
-        if (!z->registered) {
-            continue;
-        }
-        if (z->pio) {
-            bitmap_set_atomic(cio.pio_ports, z->addr & 0xffff,
-                              MIN(z->size, 65536 - (z->addr & 0xffff)));
-        } else {
-            lo = MIN(lo, z->addr);
-            hi = MAX(hi, z->addr + z->size - 1);
+            if (z->registered) {
+                f->zone[f->nr++] = z;
+            }
         }
     }
-    qatomic_set(&cio.mmio_lo, lo);
-    qatomic_set(&cio.mmio_hi, hi);
+    qatomic_rcu_set(&cio.filter, f);
+    if (old) {
+        g_free_rcu(old, rcu);
+    }
 }
 
 static int zone_ioctl(CoalescedZone *z, bool add)
@@ -294,15 +351,24 @@ static void zone_register(CoalescedZone *z)
     update_exit_filter();
 }
 
+/*
+ * Once this returns the kernel queues nothing more for the zone (the
+ * ioctl waits for vCPUs that are inside a write); what it queued before
+ * is still in the ring, in order, for the next drain.
+ */
 static void zone_unregister(CoalescedZone *z)
 {
     if (z->registered) {
-        /* Queued writes to the zone still reach the device. */
-        drain();
         zone_ioctl(z, false);
         z->registered = false;
         update_exit_filter();
     }
+}
+
+static void zone_free_rcu(CoalescedZone *z)
+{
+    g_free(z->region);
+    g_free(z);
 }
 
 static void zone_add(MemoryRegionSection *section, hwaddr addr, hwaddr size,
@@ -331,16 +397,62 @@ static void zone_del(hwaddr addr, hwaddr size, bool pio)
         if (z->pio == pio && z->addr == addr && z->size == size) {
             zone_unregister(z);
             if (z->pending) {
-                /* inside a drain: its queued write still goes out first */
+                /*
+                 * A drain is replaying and changed the topology: the
+                 * zone's collapsed write goes out with the other pending
+                 * ones, when the drain goes on after the update.
+                 */
+                OrphanWrite w = {
+                    .pio = z->pio, .len = z->pending_len,
+                    .addr = z->pending_addr,
+                };
+
+                memcpy(w.data, z->pending_data, w.len);
+                g_array_append_val(cio.orphans, w);
                 g_ptr_array_remove(cio.pending, z);
-                replay_pending(z);
             }
             if (cio.last_hit == z) {
                 cio.last_hit = NULL;
             }
-            g_ptr_array_remove(cio.zones, z);
+            g_ptr_array_steal_index(cio.zones, i);
+            /* the exit path may still be looking at it */
+            call_rcu(z, zone_free_rcu, rcu);
+            /*
+             * Writes queued for it until the unregister: replayed once the
+             * update has committed; outside one (a region that stops
+             * coalescing), from a bottom half, or by any flush before.
+             */
+            if (!ring_empty()) {
+                if (cio.in_update) {
+                    cio.replay_after_update = true;
+                } else {
+                    qemu_bh_schedule(cio.replay_bh);
+                }
+            }
             return;
         }
+    }
+}
+
+static void coalesced_begin(MemoryListener *listener)
+{
+    cio.in_update = true;
+}
+
+static void coalesced_commit(MemoryListener *listener)
+{
+    cio.in_update = false;
+    if (cio.replay_after_update) {
+        cio.replay_after_update = false;
+        /*
+         * The update is over: every address space has its new view and,
+         * this listener being the last, every listener has seen the
+         * commit, so a replay may begin a memory transaction of its own.
+         * Replay now, with the BQL still held: a vCPU's next access to
+         * what is now at a zone's address waits for it, so it comes after
+         * the writes queued before.
+         */
+        drain();
     }
 }
 
@@ -372,32 +484,44 @@ static void coalesced_pio_del(MemoryListener *listener,
     zone_del(addr, size, true);
 }
 
-static void zone_free(gpointer p)
-{
-    CoalescedZone *z = p;
-
-    g_free(z->region);
-    g_free(z);
-}
-
-void kvm_coalesced_io_init(KVMState *s, MemoryListener *mem_listener,
-                           MemoryListener *io_listener)
+void kvm_coalesced_io_init(KVMState *s)
 {
     cio.kvm = s;
     cio.mmio_cap = kvm_check_extension(s, KVM_CAP_COALESCED_MMIO) > 0;
     cio.pio_cap = cio.mmio_cap &&
                   kvm_check_extension(s, KVM_CAP_COALESCED_PIO) > 0;
-    cio.zones = g_ptr_array_new_with_free_func(zone_free);
-    cio.pio_ports = bitmap_new(65536);
-    cio.mmio_lo = UINT64_MAX;
+    cio.zones = g_ptr_array_new();
     cio.pending = g_ptr_array_new();
+    cio.orphans = g_array_new(false, false, sizeof(OrphanWrite));
+    cio.replay_bh = qemu_bh_new(replay_bh, NULL);
 
-    mem_listener->coalesced_io_add = coalesced_mmio_add;
-    mem_listener->coalesced_io_del = coalesced_mmio_del;
-    io_listener->coalesced_io_add = coalesced_pio_add;
-    io_listener->coalesced_io_del = coalesced_pio_del;
+    /*
+     * The memory listener's begin and commit hooks bracket every topology
+     * update (they are called for all address spaces).  Its priority,
+     * above the accelerator's and the device backends', makes its commit
+     * the last: a replay from there finds every listener committed.
+     */
+    cio.io_listener = (MemoryListener) {
+        .name = "kvm-coalesced-pio",
+        .coalesced_io_add = coalesced_pio_add,
+        .coalesced_io_del = coalesced_pio_del,
+        .priority = MEMORY_LISTENER_PRIORITY_ACCEL,
+    };
+    cio.mem_listener = (MemoryListener) {
+        .name = "kvm-coalesced-mmio",
+        .begin = coalesced_begin,
+        .commit = coalesced_commit,
+        .coalesced_io_add = coalesced_mmio_add,
+        .coalesced_io_del = coalesced_mmio_del,
+        .priority = MEMORY_LISTENER_PRIORITY_DEV_BACKEND + 1,
+    };
+    memory_listener_register(&cio.io_listener, &address_space_io);
+    memory_listener_register(&cio.mem_listener, &address_space_memory);
 
-    qemu_add_vm_change_state_handler(vm_state_changed, NULL);
+    /* On stop: the highest priority runs first (and prepare before main) */
+    qemu_add_vm_change_state_handler_prio_full(vm_state_changed,
+                                               vm_state_changed, NULL,
+                                               INT_MAX);
 }
 
 void kvm_coalesced_io_vcpu_init(KVMState *s, struct kvm_run *run)
@@ -407,58 +531,54 @@ void kvm_coalesced_io_vcpu_init(KVMState *s, struct kvm_run *run)
 
     if (page > 0 && !cio.ring) {
         cio.ring = (void *)((char *)run + page * page_size);
-        cio.ring_entries = (page_size - sizeof(struct kvm_coalesced_mmio_ring)) /
-                           sizeof(struct kvm_coalesced_mmio);
+        cio.ring_entries =
+            (page_size - sizeof(struct kvm_coalesced_mmio_ring)) /
+            sizeof(struct kvm_coalesced_mmio);
     }
 }
 
 void kvm_coalesced_io_note_exit(bool pio, uint64_t addr, unsigned len)
 {
-    CoalescedZone *z;
+    ExitFilter *f;
 
     /*
-     * Exits are handled outside the BQL; the zone list changes under it.
-     * The filter is read without it: an exit racing with a zone change may
-     * go uncounted, which only the statistics see.
+     * Called on every write exit, outside the BQL.  An exit racing with a
+     * zone change may be counted for the zone just going, or not for the
+     * one just coming: only the statistics see it.
      */
-    if (pio ? !test_bit(addr & 0xffff, cio.pio_ports)
-            : addr < qatomic_read(&cio.mmio_lo) ||
-              addr > qatomic_read(&cio.mmio_hi)) {
-        return;
-    }
-    bql_lock();
-    z = zone_find(pio, addr, len);
-    if (z && z->registered) {
-        z->exits++;
-        trace_kvm_coalesced_io_exit(pio, addr, len);
-    }
-    bql_unlock();
-}
-
-void kvm_coalesced_io_set_pio_allowed(bool allowed)
-{
-    if (cio.pio_allowed == allowed) {
-        return;
-    }
-    cio.pio_allowed = allowed;
-    for (guint i = 0; cio.zones && i < cio.zones->len; i++) {
-        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
-
-        if (!z->pio) {
-            continue;
-        }
-        if (allowed) {
-            zone_register(z);
-        } else {
-            zone_unregister(z);
-            z->why_not = PIO_OFF_REASON;
+    RCU_READ_LOCK_GUARD();
+    f = qatomic_rcu_read(&cio.filter);
+    for (unsigned i = 0; f && i < f->nr; i++) {
+        if (zone_covers(f->zone[i], pio, addr, len)) {
+            stat64_add(&f->zone[i]->exits, 1);
+            trace_kvm_coalesced_io_exit(pio, addr, len);
+            return;
         }
     }
 }
 
-bool kvm_coalesced_io_pio_allowed(void)
+static bool get_coalesced_pio(Object *obj, Error **errp)
 {
     return cio.pio_allowed;
+}
+
+static void set_coalesced_pio(Object *obj, bool value, Error **errp)
+{
+    if (cio.kvm) {
+        error_setg(errp, "coalesced-pio cannot change once KVM is initialized");
+        return;
+    }
+    cio.pio_allowed = value;
+}
+
+void kvm_coalesced_io_class_init(ObjectClass *oc)
+{
+    object_class_property_add_bool(oc, "coalesced-pio", get_coalesced_pio,
+                                   set_coalesced_pio);
+    object_class_property_set_description(oc, "coalesced-pio",
+        "Let KVM queue guest writes to port I/O ranges marked coalesced, "
+        "such as the RTC index port 0x70, instead of exiting for each "
+        "(default on)");
 }
 
 CoalescedIOInfo *qmp_x_query_coalesced_io(Error **errp)
@@ -495,13 +615,14 @@ CoalescedIOInfo *qmp_x_query_coalesced_io(Error **errp)
         qz->latch = z->latch;
         qz->registered = z->registered;
         if (z->error) {
-            qz->error = g_strdup_printf("KVM refused it: %s", strerror(-z->error));
+            qz->error = g_strdup_printf("KVM refused it: %s",
+                                        strerror(-z->error));
         } else if (z->why_not) {
             qz->error = g_strdup(z->why_not);
         }
         qz->writes = z->writes;
         qz->replays = z->replays;
-        qz->exits = z->exits;
+        qz->exits = stat64_get(&z->exits);
         QAPI_LIST_APPEND(tail, qz);
     }
     return info;

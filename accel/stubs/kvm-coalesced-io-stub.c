@@ -5,25 +5,12 @@
  */
 #include "qemu/osdep.h"
 #include "qapi/qapi-commands-coalesced-io.h"
-#include "system/kvm-coalesced-io.h"
-
-static bool pio_allowed = true;
-
-void kvm_coalesced_io_set_pio_allowed(bool allowed)
-{
-    pio_allowed = allowed;
-}
-
-bool kvm_coalesced_io_pio_allowed(void)
-{
-    return pio_allowed;
-}
 
 CoalescedIOInfo *qmp_x_query_coalesced_io(Error **errp)
 {
     CoalescedIOInfo *info = g_new0(CoalescedIOInfo, 1);
 
-    info->pio_allowed = pio_allowed;
+    info->pio_allowed = true;
     info->reason = g_strdup("coalesced I/O needs the KVM accelerator, "
                             "which this QEMU is built without");
     return info;

@@ -5,8 +5,9 @@
  * Under KVM, guest writes to it are appended to a ring shared with the
  * kernel instead of exiting to QEMU; QEMU replays the ring, in order, before
  * any access that could observe the queued writes (regions marked with
- * memory_region_set_flush_coalesced()), when the VM stops, and whenever a
- * write exits because the ring is full.
+ * memory_region_set_flush_coalesced()), when the VM stops (before any
+ * device's stop handler), after a memory topology update that removed a
+ * zone, and whenever a write exits because the ring is full.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -18,24 +19,20 @@
 typedef struct KVMState KVMState;
 struct kvm_run;
 
-/* Probe the capabilities and hook the listeners; called by kvm_init(). */
-void kvm_coalesced_io_init(KVMState *s, MemoryListener *mem_listener,
-                           MemoryListener *io_listener);
+/* The accelerator property coalesced-pio; called by kvm's class_init. */
+void kvm_coalesced_io_class_init(ObjectClass *oc);
+
+/* Probe the capabilities, register the listeners; called by kvm_init(). */
+void kvm_coalesced_io_init(KVMState *s);
 
 /* Find the ring in a vCPU's kvm_run mapping (one ring per VM). */
 void kvm_coalesced_io_vcpu_init(KVMState *s, struct kvm_run *run);
 
 /*
  * A write that exited to QEMU instead of going through the ring: count it
- * when it falls in a zone.  Called on every MMIO/PIO exit, so cheap.
+ * when it falls in a zone.  Called on every MMIO/PIO write exit, without
+ * the BQL, and takes no lock.
  */
 void kvm_coalesced_io_note_exit(bool pio, uint64_t addr, unsigned len);
-
-/*
- * Whether port I/O ranges may be coalesced (machine property coalesced-pio).
- * Changing it at run time registers or unregisters every port I/O zone.
- */
-void kvm_coalesced_io_set_pio_allowed(bool allowed);
-bool kvm_coalesced_io_pio_allowed(void);
 
 #endif

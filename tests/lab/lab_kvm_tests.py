@@ -13,7 +13,7 @@
 - Coalesced I/O with Linux: the guest reads its RTC many times; the time
   it reads agrees with the host's clock, NVRAM written through /dev/nvram
   reads back, and the RTC index zone queued the 0x70 writes (not with
-  coalesced-pio=off).
+  -accel kvm,coalesced-pio=off).
 """
 import os
 import sys
@@ -106,11 +106,11 @@ echo "@@ nvram $(dd if=/dev/nvram bs=1 skip={NVRAM_OFFSET} count=4 2>/dev/null)"
 
 
 def rtc_guest(build, coalesced):
-    args = ["-M", f"q35,coalesced-pio={'on' if coalesced else 'off'}"]
+    boot = dict(KVM_BOOT, accel=f"kvm,coalesced-pio={'on' if coalesced else 'off'}")
     t0 = time.time()
     out, info = guests.linux_guest_session(
-        build, RTC_SCRIPT, args,
-        query=lambda qmp: (time.time(), qmp.cmd("x-query-coalesced-io")), **KVM_BOOT)
+        build, RTC_SCRIPT, machine="q35",
+        query=lambda qmp: (time.time(), qmp.cmd("x-query-coalesced-io")), **boot)
     return guests.guest_values(out), info, t0, out
 
 
