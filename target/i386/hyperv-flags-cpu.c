@@ -1,16 +1,19 @@
 /*
  * Hyper-V flags of an x86 CPU: checked at realize, reported through QOM
  *
+ * With hv-strict=on (our machine types):
  * - hv-stimer-direct and the flags it needs (hv-stimer, hv-synic, hv-time,
  *   hv-vpindex) are checked for their dependencies, with an error naming
  *   the missing flag;
  * - any hv-* flag on an accelerator that cannot provide Hyper-V
- *   enlightenments (TCG, or KVM without KVM_CAP_HYPERV) is an error,
- *   unless hv-strict=off asks for the old behaviour of dropping them;
+ *   enlightenments (TCG, or KVM without KVM_CAP_HYPERV) is an error;
  * - under KVM, direct-mode timers need the host kernel to report them in
- *   its Hyper-V CPUID leaves; we ask it, and say so when it cannot;
- * - the read-only property hv-provided lists the hv-* flags that the
- *   Hyper-V CPUID leaves the vCPU presents show the guest.
+ *   its Hyper-V CPUID leaves; we ask it, and say so when it cannot.
+ * With hv-strict=off (the base's machine types) none of this: the base's
+ * own checks decide, with one exception (see compat_base()).
+ *
+ * The read-only property hv-provided lists the hv-* flags that the
+ * Hyper-V CPUID leaves the vCPU presents show the guest.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -24,6 +27,7 @@
 #include "system/kvm.h"
 #include "hyperv-flags.h"
 #ifdef CONFIG_KVM
+#include "kvm/kvm_i386.h"
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 #endif
@@ -81,12 +85,25 @@ static bool refuse(X86CPU *cpu, const char *who, const char *why,
     error_setg(errp, "%s cannot provide Hyper-V enlightenments (%s): %s",
                who, names->str, why);
     error_append_hint(errp, "Use KVM on a host with Hyper-V support, or "
-                      "hv-strict=off to start without them (the old "
-                      "behaviour).\n");
+                      "hv-strict=off to start as the base does (the default "
+                      "of the pc-*-10.0 and older machine types).\n");
     return false;
 }
 
 #ifdef CONFIG_KVM
+/* KVM_GET_SUPPORTED_HV_CPUID on the system fd into *opaque, @room entries */
+static int fetch_sys_hv_cpuid(int room, void *opaque)
+{
+    struct kvm_cpuid2 **cpuid = opaque;
+    int r;
+
+    g_free(*cpuid);
+    *cpuid = g_malloc0(sizeof(**cpuid) + room * sizeof((*cpuid)->entries[0]));
+    (*cpuid)->nent = room;
+    r = kvm_ioctl(kvm_state, KVM_GET_SUPPORTED_HV_CPUID, *cpuid);
+    return r < 0 ? r : (*cpuid)->nent;
+}
+
 /*
  * EDX of CPUID 0x40000003 as the host kernel offers it, from the system
  * ioctl; -1 when it cannot tell us here (only per vCPU, or the ioctl
@@ -96,18 +113,17 @@ static bool refuse(X86CPU *cpu, const char *who, const char *why,
 static int64_t host_hv_cpuid_edx(void)
 {
     g_autofree struct kvm_cpuid2 *cpuid = NULL;
-    const int nent = 64;
+    int n;
 
     if (kvm_check_extension(kvm_state, KVM_CAP_SYS_HYPERV_CPUID) <= 0) {
         return kvm_check_extension(kvm_state, KVM_CAP_HYPERV_CPUID) > 0 ?
                -1 : -2;
     }
-    cpuid = g_malloc0(sizeof(*cpuid) + nent * sizeof(cpuid->entries[0]));
-    cpuid->nent = nent;
-    if (kvm_ioctl(kvm_state, KVM_GET_SUPPORTED_HV_CPUID, cpuid) < 0) {
+    n = hyperv_flags_fetch_growing(fetch_sys_hv_cpuid, &cpuid);
+    if (n < 0) {
         return -1;
     }
-    for (int i = 0; i < cpuid->nent; i++) {
+    for (int i = 0; i < n; i++) {
         if (cpuid->entries[i].function == 0x40000003) {
             return cpuid->entries[i].edx;
         }
@@ -121,20 +137,8 @@ static bool kvm_check_host(X86CPU *cpu, Error **errp)
     int64_t edx;
 
     if (kvm_check_extension(kvm_state, KVM_CAP_HYPERV) <= 0) {
-        if (cpu->hyperv_strict) {
-            return refuse(cpu, "the host kernel's KVM",
-                          "it lacks KVM_CAP_HYPERV", errp);
-        }
-        /*
-         * The base fills no Hyper-V leaf then, but would still load the
-         * flags' MSRs, and abort when KVM refuses them (hv-time: 0x40000021):
-         * drop the flags for real.
-         */
-        warn_report("the host kernel's KVM lacks KVM_CAP_HYPERV: starting "
-                    "without the hv-* flags (hv-strict=off)");
-        cpu->hyperv_features = 0;
-        cpu->hyperv_passthrough = false;
-        return true;
+        return refuse(cpu, "the host kernel's KVM", "it lacks KVM_CAP_HYPERV",
+                      errp);
     }
     if (!(cpu->hyperv_features & BIT_ULL(HYPERV_FEAT_STIMER_DIRECT))) {
         return true;
@@ -175,6 +179,34 @@ void x86_cpu_hyperv_flags_presented(X86CPU *cpu,
 }
 #endif
 
+/*
+ * hv-strict=off: what the base does, its own checks and messages.  One
+ * exception: under a KVM without KVM_CAP_HYPERV the base fills no Hyper-V
+ * CPUID leaf but still loads the MSRs of hv-time, hv-vapic, hv-synic,
+ * hv-reenlightenment..., and aborts when KVM refuses one (hv-time: MSR
+ * 0x40000021, an assertion in kvm_buf_set_msrs).  There we drop the flags
+ * for real, with a warning, and the guest runs without them, as the base's
+ * guest does with the flags that set no MSR.  Not with hv-vpindex: the
+ * base refuses that one cleanly (VP_INDEX not settable, in the CPU pre-plug
+ * handler), and so do we, by leaving it to that check.
+ */
+static void compat_base(X86CPU *cpu)
+{
+#ifdef CONFIG_KVM
+    if (!kvm_enabled() || kvm_check_extension(kvm_state, KVM_CAP_HYPERV) > 0) {
+        return;
+    }
+    if ((cpu->hyperv_features & BIT_ULL(HYPERV_FEAT_VPINDEX)) &&
+        !kvm_hv_vpindex_settable()) {
+        return;
+    }
+    warn_report("the host kernel's KVM lacks KVM_CAP_HYPERV: starting "
+                "without the hv-* flags (hv-strict=off)");
+    cpu->hyperv_features = 0;
+    cpu->hyperv_passthrough = false;
+#endif
+}
+
 bool x86_cpu_hyperv_flags_check(X86CPU *cpu, Error **errp)
 {
     g_autofree char *who = NULL;
@@ -182,17 +214,19 @@ bool x86_cpu_hyperv_flags_check(X86CPU *cpu, Error **errp)
     if (!cpu->hyperv_features && !cpu->hyperv_passthrough) {
         return true;
     }
+    if (!cpu->hyperv_strict) {
+        compat_base(cpu);
+        return true;
+    }
     if (!cpu->hyperv_passthrough &&
-        !hyperv_flags_check_deps(cpu->hyperv_features, errp)) {
+        !hyperv_flags_check_deps(cpu->hyperv_features,
+                                 cpu->hyperv_synic_kvm_only, errp)) {
         return false;
     }
     if (kvm_enabled()) {
 #ifdef CONFIG_KVM
         return kvm_check_host(cpu, errp);
 #endif
-    }
-    if (!cpu->hyperv_strict) {
-        return true;            /* the flags are dropped, as they always were */
     }
     who = g_strdup_printf("the %s accelerator", current_accel_name());
     return refuse(cpu, who, "they need KVM", errp);

@@ -33,11 +33,16 @@ const char *hyperv_flag_name(int flag)
     return NULL;
 }
 
-bool hyperv_flags_check_deps(uint64_t features, Error **errp)
+bool hyperv_flags_check_deps(uint64_t features, bool synic_kvm_only,
+                             Error **errp)
 {
     /* From the most dependent flag down, so the first error is the one asked */
     for (int i = ARRAY_SIZE(timer_flags) - 1; i >= 0; i--) {
         uint64_t missing = timer_flags[i].needs & ~features;
+
+        if (synic_kvm_only && timer_flags[i].flag == HV_FLAG_SYNIC) {
+            missing &= ~BIT_ULL(HV_FLAG_VPINDEX);
+        }
 
         if (!(features & BIT_ULL(timer_flags[i].flag)) || !missing) {
             continue;
@@ -54,7 +59,7 @@ bool hyperv_flags_check_deps(uint64_t features, Error **errp)
 uint32_t hyperv_flags_timer_cpuid_edx(uint64_t features)
 {
     if ((features & BIT_ULL(HV_FLAG_STIMER_DIRECT)) &&
-        hyperv_flags_check_deps(features, NULL)) {
+        hyperv_flags_check_deps(features, false, NULL)) {
         return HV_CPUID_EDX_STIMER_DIRECT;
     }
     return 0;
@@ -124,4 +129,22 @@ const char **hyperv_flags_shown(const uint32_t (*regs)[4])
         }
     }
     return names;
+}
+
+int hyperv_flags_fetch_growing(int (*fetch)(int room, void *opaque),
+                               void *opaque)
+{
+    int room = HV_CPUID_ENTRIES_FIRST;
+
+    for (;;) {
+        int r = fetch(room, opaque);
+
+        if (r != -E2BIG && r < room) {
+            return r;
+        }
+        if (room >= HV_CPUID_ENTRIES_MAX) {
+            return -E2BIG;
+        }
+        room = MIN(room * 2, HV_CPUID_ENTRIES_MAX);
+    }
 }

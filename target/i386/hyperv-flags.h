@@ -32,9 +32,13 @@ const char *hyperv_flag_name(int flag);
 /*
  * Check that every flag in @features has the flags it needs (hv-stimer-direct
  * needs hv-stimer, which needs hv-synic and hv-time; hv-synic needs
- * hv-vpindex).  On failure, the error names the flag and what it lacks.
+ * hv-vpindex, except with @synic_kvm_only: x-hv-synic-kvm-only, set by the
+ * pc-*-3.0 and older machine types, whose SynIC is KVM's alone and works
+ * without VP_INDEX).  On failure, the error names the flag and what it
+ * lacks.
  */
-bool hyperv_flags_check_deps(uint64_t features, Error **errp);
+bool hyperv_flags_check_deps(uint64_t features, bool synic_kvm_only,
+                             Error **errp);
 
 /*
  * The bits of CPUID 0x40000003 EDX that the synthetic timer flags own:
@@ -50,5 +54,19 @@ uint32_t hyperv_flags_timer_cpuid_edx(uint64_t features);
  * with g_free (the names are static).
  */
 const char **hyperv_flags_shown(const uint32_t (*regs)[4]);
+
+/*
+ * KVM_GET_SUPPORTED_HV_CPUID fails with E2BIG when its buffer is too small
+ * and does not say how many entries it needs.  Call @fetch with room for
+ * HV_CPUID_ENTRIES_FIRST entries, then twice as many each time it answers
+ * -E2BIG or fills the buffer (a full buffer may be a cut one), up to
+ * HV_CPUID_ENTRIES_MAX.  @fetch returns the number of entries it got, or a
+ * negative errno.  Returns the last answer: the entries got, -E2BIG when
+ * even HV_CPUID_ENTRIES_MAX were too few, or @fetch's other error.
+ */
+#define HV_CPUID_ENTRIES_FIRST  11
+#define HV_CPUID_ENTRIES_MAX    1024
+int hyperv_flags_fetch_growing(int (*fetch)(int room, void *opaque),
+                               void *opaque);
 
 #endif

@@ -185,3 +185,55 @@ class Host:
             return ("failed to turn on HyperV SynIC in KVM",
                     "host KVM lacks SynIC (KVM_CAP_HYPERV_SYNIC2 is 0)")
         return None
+
+
+# A flat 64 KiB -bios image that reads CPUID 0x40000000..0x4000000a (ECX 0)
+# into 0x500 and writes them to isa-debugcon (0xe9) as raw little-endian
+# EAX, EBX, ECX, EDX, 16 bytes per leaf, then exits through isa-debug-exit
+# with CPUID_GUEST_EXIT.  Hand-assembled real-mode code, so that the test
+# needs no build step of its own.
+CPUID_LEAVES = range(0x40000000, 0x4000000b)
+CPUID_GUEST_EXIT = 0x10
+_CPUID_GUEST = bytes([
+    0x31, 0xc0,                             # xor %ax,%ax
+    0x8e, 0xd8,                             # mov %ax,%ds
+    0x8e, 0xc0,                             # mov %ax,%es
+    0xbf, 0x00, 0x05,                       # mov $0x500,%di
+    0x66, 0xbe, 0x00, 0x00, 0x00, 0x40,     # mov $0x40000000,%esi
+    # 0x0f: next leaf
+    0x66, 0x89, 0xf0,                       # mov %esi,%eax
+    0x66, 0x31, 0xc9,                       # xor %ecx,%ecx
+    0x0f, 0xa2,                             # cpuid
+    0x66, 0xab,                             # stosl (EAX)
+    0x66, 0x89, 0xd8, 0x66, 0xab,           # mov %ebx,%eax; stosl
+    0x66, 0x89, 0xc8, 0x66, 0xab,           # mov %ecx,%eax; stosl
+    0x66, 0x89, 0xd0, 0x66, 0xab,           # mov %edx,%eax; stosl
+    0x66, 0x46,                             # inc %esi
+    0x66, 0x81, 0xfe, 0x0b, 0x00, 0x00, 0x40,   # cmp $0x4000000b,%esi
+    0x75, 0xdc,                             # jne 0x0f
+    0xbe, 0x00, 0x05,                       # mov $0x500,%si
+    0xb9, len(CPUID_LEAVES) * 16, 0x00,     # mov $176,%cx
+    0xba, 0xe9, 0x00,                       # mov $0xe9,%dx
+    0xf3, 0x6e,                             # rep outsb
+    0xb0, CPUID_GUEST_EXIT,                 # mov $CPUID_GUEST_EXIT,%al
+    0xe6, 0xf4,                             # out %al,$0xf4
+    0xf4, 0xeb, 0xfd,                       # 1: hlt; jmp 1b
+])
+
+
+def write_cpuid_guest(path):
+    image = bytearray(64 * 1024)
+    image[:len(_CPUID_GUEST)] = _CPUID_GUEST
+    image[0xfff0:0xfff5] = b"\xea\x00\x00\x00\xf0"     # ljmp $0xf000,$0
+    with open(path, "wb") as f:
+        f.write(image)
+    return path
+
+
+def cpuid_guest_leaves(raw):
+    """{leaf: (eax, ebx, ecx, edx)} from what the CPUID guest wrote, or
+    None when it did not write all of them."""
+    if len(raw) != len(CPUID_LEAVES) * 16:
+        return None
+    return {leaf: struct.unpack_from("=4I", raw, i * 16)
+            for i, leaf in enumerate(CPUID_LEAVES)}

@@ -5,6 +5,7 @@ in tests/guest/; what they print on isa-debugcon is checked against values
 computed here or read through QMP.
 """
 import os
+import subprocess
 import tempfile
 import time
 
@@ -377,13 +378,158 @@ def test_hv_strict_off_runs(build):
     a KVM without KVM_CAP_HYPERV the flags are dropped with a warning (the
     base aborts there, loading MSR 0x40000021 that KVM refuses)."""
     status, err = guests.run_tiny(build, "cmos-nvram.bin", extra=[
-        "-cpu", "qemu64,hv-relaxed,hv-time,hv-vpindex,hv-strict=off"])
+        "-cpu", "qemu64,hv-relaxed,hv-time,hv-strict=off"])
     want = guests.debug_exit_status(CMOS_NVRAM_VALUE)
     return status == want, f"exit status {status}, want {want}\n{err}"
 
 
+
+# hv-* command lines on the base's machine types, for the compat tests:
+# (machine type, accelerator, -cpu).  Some the base accepts, some it
+# refuses, some it aborts on, depending on the KVM.
+HV_COMPAT_LINES = [
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-relaxed"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-time"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-vpindex"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-synic"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-stimer-direct"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-relaxed,hv-vpindex,hv-time,hv-synic,"
+     "hv-stimer,hv-stimer-direct"),
+    ("pc-i440fx-10.0", "kvm", "qemu64,hv-passthrough"),
+    ("pc-q35-10.0", "kvm", "qemu64,hv-relaxed,hv-time,hv-stimer"),
+    ("pc-i440fx-3.0", "kvm", "qemu64,hv-synic,hv-time,hv-stimer"),
+    ("pc-i440fx-10.0", "tcg", "qemu64,hv-relaxed,hv-stimer-direct"),
+]
+# Our errors for hv-* flags with hv-strict=on: each names what is missing
+HV_STRICT_ERRORS = ("cannot provide Hyper-V enlightenments", " needs hv-",
+                    "hv-stimer-direct: the host kernel's KVM")
+
+
+class HvRun:
+    """QEMU (ours or the base) run with the CPUID guest of hv_host.py:
+    exit status, error lines (warnings apart) and the leaves it read."""
+
+    def __init__(self, build, which, machine, accel, cpu):
+        import hv_host      # tests/kvm/hv_host.py
+        with tempfile.TemporaryDirectory(prefix="hv-cpuid-") as d:
+            bios = hv_host.write_cpuid_guest(os.path.join(d, "cpuid.bin"))
+            out = os.path.join(d, "debugcon")
+            cmd = [guests.qemu_binary(build, which), "-M", machine, "-accel", accel,
+                   "-nodefaults", "-display", "none", "-m", "16M", "-bios", bios,
+                   "-chardev", f"file,id=dbg,path={out}",
+                   "-device", "isa-debugcon,iobase=0xe9,chardev=dbg",
+                   "-cpu", cpu] + guests.DEBUG_EXIT
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=120)
+            raw = open(out, "rb").read() if os.path.exists(out) else b""
+        self.which, self.status, self.stderr = which, p.returncode, p.stderr
+        self.leaves = hv_host.cpuid_guest_leaves(raw)
+        self.errors = [ln for ln in p.stderr.splitlines()
+                       if ln.strip() and "warning:" not in ln]
+        self.started = (p.returncode == guests.debug_exit_status(hv_host.CPUID_GUEST_EXIT)
+                        and self.leaves is not None)
+        self.aborted = p.returncode < 0 or p.returncode == 134
+
+    def __str__(self):
+        what = "started" if self.started else "ABORTED" if self.aborted else "refused"
+        return f"{self.which}: {what} (exit {self.status}) {' | '.join(self.stderr.splitlines())}"
+
+
+def hv_leaves_diff(a, b):
+    return "; ".join(f"{leaf:#x}: {' '.join(f'{r:#x}' for r in a[leaf])} vs "
+                     f"{' '.join(f'{r:#x}' for r in b[leaf])}"
+                     for leaf in sorted(a) if a[leaf] != b[leaf])
+
+
+def test_hv_compat_base_machines(build):
+    """On the base's machine types (hv-strict=off through the compat
+    properties) ours starts exactly the hv-* command lines the base starts,
+    and the guest reads the base's CPUID 0x40000000-0x4000000a; it refuses
+    what the base refuses, with the base's error.  The one exception, on a
+    KVM without KVM_CAP_HYPERV: where the base aborts loading an hv-* MSR
+    KVM lacks, ours starts without the flags, with a warning
+    (docs/hyperv-stimer-direct.md).  On our machine type (-M pc) a line the
+    base accepts either starts with the same CPUID or is refused by our
+    check with an error naming the flags."""
+    mup = upstream_missing(build)
+    if mup:
+        return guests.Skip(mup)
+    ok, diag, strict_only = True, [guests.kvm_description()], 0
+    plain = {}
+    for machine, accel, cpu in HV_COMPAT_LINES:
+        base = HvRun(build, "upstream", machine, accel, cpu)
+        ours = HvRun(build, "ours", machine, accel, cpu)
+        if base.started:
+            good = ours.started and ours.leaves == base.leaves
+            why = "" if good or not ours.started else hv_leaves_diff(ours.leaves, base.leaves)
+        elif base.aborted:
+            key = (machine, accel)
+            if key not in plain:
+                plain[key] = HvRun(build, "upstream", machine, accel, "qemu64")
+            good = (ours.started and "lacks KVM_CAP_HYPERV" in ours.stderr
+                    and ours.leaves == plain[key].leaves)
+            why = "the base aborts: ours must start without the flags (the documented exception)"
+        else:
+            good = not ours.started and not ours.aborted and ours.errors == base.errors
+            why = "" if good else "ours must refuse with the base's error"
+        line = f"-M {machine} -accel {accel} -cpu {cpu}:\n    {base}\n    {ours}"
+        if why:
+            line += f"\n    {why}"
+        mine = HvRun(build, "ours", "pc", accel, cpu)
+        line += f"\n    -M pc: {mine}"
+        if base.started and not mine.started:
+            strict_only += 1
+            if mine.aborted or not any(e in mine.stderr for e in HV_STRICT_ERRORS):
+                good = False
+                line += "\n    -M pc must refuse with our error naming the flags"
+        elif base.started and mine.leaves != base.leaves:
+            good = False
+            line += "\n    -M pc: the guest's CPUID differs from the base's"
+        ok = ok and good
+        diag.append(("ok   " if good else "FAIL ") + line)
+    if not strict_only:
+        ok = False
+        diag.append("no line the base accepts was refused on -M pc: the test shows nothing")
+    print("#   " + "\n#   ".join("\n".join(diag).splitlines()), flush=True)
+    return ok, "\n".join(diag)
+
+
+def upstream_missing(build):
+    exe = guests.qemu_binary(build, "upstream")
+    return None if os.access(exe, os.X_OK) else f"no upstream build ({exe})"
+
+
+def test_hv_synic_kvm_only(build):
+    """x-hv-synic-kvm-only (pc-*-3.0 and older): hv-synic needs no
+    hv-vpindex there, in the base and in ours, also with hv-strict=on; the
+    guest reads the base's CPUID."""
+    import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
+    host = hv_host.Host()
+    if not host.cap("KVM_CAP_HYPERV") or not host.cap("KVM_CAP_HYPERV_SYNIC"):
+        return guests.Skip("host KVM has no KVM_CAP_HYPERV / KVM_CAP_HYPERV_SYNIC; "
+                           "runs in the lab")
+    mup = upstream_missing(build)
+    if mup:
+        return guests.Skip(mup)
+    cpu = "qemu64,hv-synic,hv-time,hv-stimer"
+    base = HvRun(build, "upstream", "pc-i440fx-3.0", "kvm", cpu)
+    runs = [HvRun(build, "ours", "pc-i440fx-3.0", "kvm", cpu + s)
+            for s in ("", ",hv-strict=on")]
+    ok = base.started and all(r.started and r.leaves == base.leaves for r in runs)
+    diag = [f"-M pc-i440fx-3.0 -cpu {cpu}: {base}"] + [str(r) for r in runs]
+    if base.leaves and base.leaves[0x40000001][0] != hv_host.HV_INTERFACE:
+        ok = False
+        diag.append("the guest saw no Hyper-V interface")
+    return ok, "\n".join(diag)
+
+
 TESTS.append(("hyperv: hv-strict=off with hv-time starts and runs the guest on this KVM",
               test_hv_strict_off_runs))
+TESTS.append(("hyperv compat: on pc-*-10.0/3.0 ours starts and refuses the hv-* command lines "
+              "the base does, guest CPUID 0x40000000-0x4000000a equal; -M pc refuses with a "
+              "clear error", test_hv_compat_base_machines))
+TESTS.append(("hyperv compat: pc-i440fx-3.0 (x-hv-synic-kvm-only) starts hv-synic without "
+              "hv-vpindex as the base does, also with hv-strict=on", test_hv_synic_kvm_only))
 TESTS.append(("hyperv: hv-stimer-direct is provided where /dev/kvm offers it, else "
               "refused with the error naming what the host lacks",
               test_hv_stimer_direct_under_kvm))

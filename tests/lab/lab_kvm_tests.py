@@ -16,7 +16,9 @@
   -accel kvm,coalesced-pio=off).
 """
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,6 +87,108 @@ def test_hv_stimer_direct(build):
         print(f"#   {label} hv-stimer-direct: misc {misc:#x}, clockevent {clock!r}, "
               f"HVS {before} -> {after}, hv-provided {provided}", flush=True)
     return not diag, "\n".join(diag)
+
+
+# compat: a Hyper-V guest migrated between the base and ours on the base's
+# machine type.  The guest prints a tick a second; its sleep needs its
+# clockevent, the direct-mode synthetic timer, to keep firing.
+HV_MIGRATE_CPU = f"host,kvm=off,{HV_FLAGS},hv-stimer-direct"
+HV_MIGRATE_SCRIPT = """#!/bin/sh
+hvs() { awk '$1 == "HVS:" { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; print n }' /proc/interrupts; }
+ce=/sys/devices/system/clockevents/clockevent0/current_device
+i=0
+while [ $i -lt 150 ]; do
+    echo "HVTICK $i $(hvs) $(cat $ce | tr ' ' _)"
+    i=$((i + 1))
+    sleep 1
+done
+"""
+
+
+def hv_ticks(console):
+    """[(tick, HVS count, clockevent)] from HV_MIGRATE_SCRIPT's lines."""
+    import re
+    return [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in
+            re.finditer(r"^HVTICK (\d+) (\d+) (\S+)\r?$", console, re.M)]
+
+
+def hv_migrate(build, src, dst):
+    """Start the Hyper-V guest on `src` (ours or upstream) on
+    pc-i440fx-10.0, migrate it live to `dst`; returns (ok, diagnostics).
+    The destination's guest must go on ticking with the Hyper-V clockevent,
+    its HVS (stimer) interrupt count going on from the source's."""
+    import socket
+    d = tempfile.mkdtemp(prefix="hv-migrate-")
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    boot = dict(accel="kvm", cpu=HV_MIGRATE_CPU, machine="pc-i440fx-10.0", memory="256M")
+    procs, qmps, initrds = [], [], []
+    diag = [f"{src} -> {dst}, -M pc-i440fx-10.0 -cpu {HV_MIGRATE_CPU}"]
+    try:
+        p, rd = guests.linux_guest_start(build, HV_MIGRATE_SCRIPT, which=src,
+                                         qmp=os.path.join(d, "src.qmp"), **boot)
+        procs.append(p)
+        initrds.append(rd)
+        qmps.append(guests.QMP(os.path.join(d, "src.qmp")))
+        out_src = guests.read_until(p, "HVTICK 3 ", 240)
+        before = hv_ticks(out_src)
+        if len(before) < 2 or before[-1][1] <= before[0][1] or \
+                before[-1][2] != "Hyper-V_clockevent":
+            return False, "\n".join(diag + [f"source: no Hyper-V ticks\n{out_src}"])
+        p, rd = guests.linux_guest_start(build, HV_MIGRATE_SCRIPT, which=dst,
+                                         qmp=os.path.join(d, "dst.qmp"),
+                                         qemu_args=["-incoming", f"tcp:127.0.0.1:{port}"],
+                                         **boot)
+        procs.append(p)
+        initrds.append(rd)
+        qmps.append(guests.QMP(os.path.join(d, "dst.qmp")))
+        qmps[0].cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        deadline = time.monotonic() + 300
+        while True:
+            st = qmps[0].cmd("query-migrate")
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            if time.monotonic() > deadline:
+                return False, "\n".join(diag + [f"migration did not complete: {st}"])
+            time.sleep(0.2)
+        if st["status"] != "completed":
+            return False, "\n".join(diag + [f"migration {st['status']}: {st}"])
+        guests.stop_qemu(procs[0], qmps[0])
+        out_src += procs[0].stdout.read()
+        before = hv_ticks(out_src)
+        last = before[-1]
+        # three whole ticks on the destination: up to the start of a fourth
+        out_dst = guests.read_until(procs[1], f"HVTICK {last[0] + 4} ", 120)
+        after = hv_ticks(out_dst)
+        status = qmps[1].cmd("query-status")["status"]
+        diag.append(f"source ticks {before[0]}..{last}; destination ({status}) "
+                    f"ticks {after[:1]}..{after[-1:]}; downtime {st.get('downtime')} ms")
+        ok = (len(after) >= 3 and after[0][1] >= last[1]
+              and all(b[1] > a[1] for a, b in zip(after, after[1:]))
+              and all(t[2] == "Hyper-V_clockevent" for t in after))
+        if not ok:
+            diag.append(f"destination console:\n{out_dst}")
+        return ok, "\n".join(diag)
+    finally:
+        for p, q in zip(procs, qmps):
+            guests.stop_qemu(p, q)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for rd in initrds:
+            os.unlink(rd)
+        subprocess.run(["rm", "-rf", d])
+
+
+def test_hv_migrate_compat(build, src, dst):
+    up = mt.upstream_missing(build)
+    if up:
+        return guests.Skip(up)
+    ok, diag = hv_migrate(build, src, dst)
+    print("#   " + diag.splitlines()[1 if len(diag.splitlines()) > 1 else 0], flush=True)
+    return ok, diag
 
 
 def test_pmem_under_kvm(build):
@@ -210,6 +314,12 @@ def migration_scenarios(build):
 TESTS = [
     ("hyperv: Linux guest uses stimer direct mode with hv-stimer-direct, not without; "
      "hv-provided agrees", test_hv_stimer_direct),
+    ("hyperv compat: Linux guest with hv-stimer-direct on pc-i440fx-10.0 migrates "
+     "upstream->ours and keeps ticking on its Hyper-V stimer",
+     lambda b: test_hv_migrate_compat(b, "upstream", "ours")),
+    ("hyperv compat: Linux guest with hv-stimer-direct on pc-i440fx-10.0 migrates "
+     "ours->upstream and keeps ticking on its Hyper-V stimer",
+     lambda b: test_hv_migrate_compat(b, "ours", "upstream")),
     ("virtio-pmem-pci under KVM: ext4 -o dax file written and fsynced in the guest is in "
      "the host file", test_pmem_under_kvm),
     ("coalesced-io: Linux guest's RTC reads right with 0x70 queued, and with "

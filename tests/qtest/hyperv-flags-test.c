@@ -1,8 +1,10 @@
 /*
- * Hyper-V flags without KVM: hv-stimer-direct's dependencies are checked
- * with an error naming the missing flag; hv-* flags on an accelerator that
- * cannot provide them are an error; hv-strict=off starts the VM as before,
- * and hv-provided then agrees with the CPUID a guest reads: no Hyper-V.
+ * Hyper-V flags without KVM: on our machine type (-M pc, hv-strict=on)
+ * hv-stimer-direct's dependencies are checked with an error naming the
+ * missing flag, and hv-* flags on an accelerator that cannot provide them
+ * are an error; hv-strict=off, the default of the base's machine types,
+ * starts the VM as the base does, and hv-provided then agrees with the
+ * CPUID a guest reads: no Hyper-V.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -86,14 +88,11 @@ static char *write_cpuid_guest(void)
     return path;
 }
 
-static void test_strict_off(void)
+/* Wait for the CPUID guest; check that it saw TCG's leaves, no Hyper-V */
+static void expect_no_hyperv(QTestState *qts)
 {
-    g_autofree char *bios = write_cpuid_guest();
-    QTestState *qts = qtest_initf("-M pc -accel tcg -bios %s -cpu qemu64,"
-                                  TIMER_FLAGS ",hv-strict=off", bios);
     gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
     char signature[13] = "";
-    QDict *rsp;
 
     while (qtest_readw(qts, 0x520) != GUEST_DONE) {
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
@@ -103,10 +102,20 @@ static void test_strict_off(void)
     g_test_message("guest CPUID 0x40000000: max 0x%x, \"%s\"; 0x40000001 "
                    "EAX 0x%x", qtest_readl(qts, 0x500), signature,
                    qtest_readl(qts, 0x510));
-    /* The guest ran CPUID, and it shows no Hyper-V interface ("Hv#1")... */
+    /* The guest ran CPUID, and it shows no Hyper-V interface ("Hv#1") */
     g_assert_cmpstr(signature, ==, "TCGTCGTCGTCG");
     g_assert_cmphex(qtest_readl(qts, 0x500), <, 0x40000003);
     g_assert_cmphex(qtest_readl(qts, 0x510), !=, 0x31237648);
+}
+
+static void test_strict_off(void)
+{
+    g_autofree char *bios = write_cpuid_guest();
+    QTestState *qts = qtest_initf("-M pc -accel tcg -bios %s -cpu qemu64,"
+                                  TIMER_FLAGS ",hv-strict=off", bios);
+    QDict *rsp;
+
+    expect_no_hyperv(qts);
 
     /* ...so hv-provided must list none of the flags asked for */
     rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
@@ -123,6 +132,43 @@ static void test_strict_off(void)
     unlink(bios);
 }
 
+/*
+ * compat: the base's machine types default to hv-strict=off, and start
+ * what the base starts under TCG: any hv-* set, dependencies or not (the
+ * base checks those only under KVM with Hyper-V), without Hyper-V leaves.
+ */
+static void test_compat_base_machine(void)
+{
+    static const char *const cpus[] = {
+        "qemu64,hv-stimer-direct",
+        "qemu64,hv-stimer-direct,hv-stimer,hv-time,hv-vpindex",
+        "qemu64,hv-synic",
+        "qemu64," TIMER_FLAGS,
+        "qemu64,hv-passthrough",
+    };
+    static const char *const machines[] = { "pc-i440fx-10.0", "pc-q35-10.0" };
+    g_autofree char *bios = write_cpuid_guest();
+
+    for (int m = 0; m < ARRAY_SIZE(machines); m++) {
+        for (int i = 0; i < ARRAY_SIZE(cpus); i++) {
+            QTestState *qts;
+            QDict *rsp;
+
+            g_test_message("-M %s -cpu %s", machines[m], cpus[i]);
+            qts = qtest_initf("-M %s -accel tcg -bios %s -cpu %s",
+                              machines[m], bios, cpus[i]);
+            expect_no_hyperv(qts);
+            rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
+                " {'path': '/machine/unattached/device[0]',"
+                "  'property': 'hv-strict'}}");
+            g_assert_false(qdict_get_bool(rsp, "return"));
+            qobject_unref(rsp);
+            qtest_quit(qts);
+        }
+    }
+    unlink(bios);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -131,5 +177,7 @@ int main(int argc, char **argv)
     qtest_add_func("/hyperv-flags/tcg-refuses-hv-flags", test_tcg_refuses);
     qtest_add_func("/hyperv-flags/hv-strict-off-provided-matches-guest-cpuid",
                    test_strict_off);
+    qtest_add_func("/hyperv-flags/compat/base-machine-starts-what-base-starts",
+                   test_compat_base_machine);
     return g_test_run();
 }

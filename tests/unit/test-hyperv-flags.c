@@ -16,7 +16,7 @@ static void check_missing(uint64_t features, const char *msg)
 {
     Error *err = NULL;
 
-    g_assert_false(hyperv_flags_check_deps(features, &err));
+    g_assert_false(hyperv_flags_check_deps(features, false, &err));
     g_assert_nonnull(err);
     g_assert_cmpstr(error_get_pretty(err), ==, msg);
     error_free(err);
@@ -31,9 +31,28 @@ static void test_dependency_errors(void)
     check_missing(F(STIMER_DIRECT) | F(STIMER) | F(SYNIC) | F(TIME),
                   "hv-synic needs hv-vpindex");
     check_missing(F(SYNIC), "hv-synic needs hv-vpindex");
-    g_assert_true(hyperv_flags_check_deps(ALL_TIMER, &error_abort));
-    g_assert_true(hyperv_flags_check_deps(0, &error_abort));
-    g_assert_true(hyperv_flags_check_deps(F(TIME) | F(VPINDEX), &error_abort));
+    g_assert_true(hyperv_flags_check_deps(ALL_TIMER, false, &error_abort));
+    g_assert_true(hyperv_flags_check_deps(0, false, &error_abort));
+    g_assert_true(hyperv_flags_check_deps(F(TIME) | F(VPINDEX), false,
+                                          &error_abort));
+}
+
+/*
+ * x-hv-synic-kvm-only (pc-*-3.0 and older): hv-synic without hv-vpindex is
+ * fine, as in the base; the other rules still hold.
+ */
+static void test_synic_kvm_only(void)
+{
+    Error *err = NULL;
+
+    g_assert_true(hyperv_flags_check_deps(F(SYNIC), true, &error_abort));
+    g_assert_true(hyperv_flags_check_deps(F(STIMER_DIRECT) | F(STIMER) |
+                                          F(SYNIC) | F(TIME), true,
+                                          &error_abort));
+    g_assert_false(hyperv_flags_check_deps(F(STIMER) | F(TIME), true, &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "hv-stimer needs hv-synic");
+    error_free(err);
+    g_assert_false(hyperv_flags_check_deps(F(SYNIC), false, NULL));
 }
 
 /* The rules, written out independently of the table under test. */
@@ -64,7 +83,7 @@ static void test_cpuid_bit19_exhaustive(void)
         features |= combo & 1 ? BIT_ULL(0) | BIT_ULL(20) : 0;
         g_assert_cmphex(hyperv_flags_timer_cpuid_edx(features), ==,
                         combo == 31 ? HV_CPUID_EDX_STIMER_DIRECT : 0);
-        g_assert_cmpint(hyperv_flags_check_deps(features, NULL), ==,
+        g_assert_cmpint(hyperv_flags_check_deps(features, false, NULL), ==,
                         deps_hold(features));
     }
 }
@@ -136,6 +155,58 @@ static void test_flags_shown(void)
     g_assert_cmpstr(nested, ==, "hv-emsr-bitmap hv-tlbflush-direct");
 }
 
+/*
+ * A kernel that has @need Hyper-V CPUID entries: -E2BIG for a smaller
+ * buffer, as KVM_GET_SUPPORTED_HV_CPUID does; -@err instead when set.
+ */
+typedef struct {
+    int need, err, calls, last_room;
+} FakeKernel;
+
+static int fake_fetch(int room, void *opaque)
+{
+    FakeKernel *k = opaque;
+
+    k->calls++;
+    k->last_room = room;
+    if (k->err) {
+        return -k->err;
+    }
+    return room < k->need ? -E2BIG : k->need;
+}
+
+static int fetch_for(int need, int err, FakeKernel *k)
+{
+    *k = (FakeKernel) { .need = need, .err = err };
+    return hyperv_flags_fetch_growing(fake_fetch, k);
+}
+
+static void test_fetch_growing(void)
+{
+    FakeKernel k;
+    static const int needs[] = { 0, 5, 10, 12, 64, 65, 100, 700, 1023 };
+
+    for (int i = 0; i < ARRAY_SIZE(needs); i++) {
+        g_assert_cmpint(fetch_for(needs[i], 0, &k), ==, needs[i]);
+        g_assert_cmpint(k.last_room, >, needs[i]);
+    }
+    /* the first buffer holds what the base asks for first */
+    g_assert_cmpint(fetch_for(10, 0, &k), ==, 10);
+    g_assert_cmpint(k.calls, ==, 1);
+    /* a full buffer may be a cut one: ask again with more room */
+    g_assert_cmpint(fetch_for(HV_CPUID_ENTRIES_FIRST, 0, &k), ==,
+                    HV_CPUID_ENTRIES_FIRST);
+    g_assert_cmpint(k.calls, ==, 2);
+    /* bounded: a kernel that always wants more gets E2BIG back */
+    g_assert_cmpint(fetch_for(HV_CPUID_ENTRIES_MAX, 0, &k), ==, -E2BIG);
+    g_assert_cmpint(k.last_room, ==, HV_CPUID_ENTRIES_MAX);
+    g_assert_cmpint(fetch_for(100000, 0, &k), ==, -E2BIG);
+    g_assert_cmpint(k.calls, <=, 8);
+    /* any other error at once */
+    g_assert_cmpint(fetch_for(5, EINVAL, &k), ==, -EINVAL);
+    g_assert_cmpint(k.calls, ==, 1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -143,6 +214,10 @@ int main(int argc, char **argv)
                     test_dependency_errors);
     g_test_add_func("/hyperv-flags/cpuid-40000003-edx-bit19-exhaustive",
                     test_cpuid_bit19_exhaustive);
+    g_test_add_func("/hyperv-flags/synic-kvm-only-needs-no-vpindex",
+                    test_synic_kvm_only);
+    g_test_add_func("/hyperv-flags/hv-cpuid-buffer-grows-on-e2big",
+                    test_fetch_growing);
     g_test_add_func("/hyperv-flags/names", test_names);
     g_test_add_func("/hyperv-flags/flags-shown-by-cpuid", test_flags_shown);
     return g_test_run();
