@@ -15,6 +15,6 @@
 
 GlobalProperty pc_dm_compat_10_0[] = {
     /* the base accepts any combination of hv-* flags */
-    { TYPE_X86_CPU, "hv-strict", "off" },
+    { TYPE_X86_CPU, "x-hv-strict", "off" },
 };
 const size_t pc_dm_compat_10_0_len = G_N_ELEMENTS(pc_dm_compat_10_0);

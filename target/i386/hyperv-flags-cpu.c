@@ -1,7 +1,7 @@
 /*
  * Hyper-V flags of an x86 CPU: checked at realize, reported through QOM
  *
- * With hv-strict=on (our machine types):
+ * With x-hv-strict=on (our machine types):
  * - hv-stimer-direct and the flags it needs (hv-stimer, hv-synic, hv-time,
  *   hv-vpindex) are checked for their dependencies, with an error naming
  *   the missing flag;
@@ -9,10 +9,10 @@
  *   enlightenments (TCG, or KVM without KVM_CAP_HYPERV) is an error;
  * - under KVM, direct-mode timers need the host kernel to report them in
  *   its Hyper-V CPUID leaves; we ask it, and say so when it cannot.
- * With hv-strict=off (the base's machine types) none of this: the base's
+ * With x-hv-strict=off (the base's machine types) none of this: the base's
  * own checks decide, with one exception (see compat_base()).
  *
- * The read-only property hv-provided lists the hv-* flags that the
+ * The read-only property x-hv-provided lists the hv-* flags that the
  * Hyper-V CPUID leaves the vCPU presents show the guest.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -45,8 +45,7 @@ static bool is_hv_flag(ObjectProperty *prop)
 {
     return g_str_has_prefix(prop->name, "hv-") && !strcmp(prop->type, "bool") &&
            strcmp(prop->name, "hv-passthrough") &&
-           strcmp(prop->name, "hv-enforce-cpuid") &&
-           strcmp(prop->name, "hv-strict");
+           strcmp(prop->name, "hv-enforce-cpuid");
 }
 
 /* The hv-* flags set on @cpu, by name */
@@ -85,7 +84,7 @@ static bool refuse(X86CPU *cpu, const char *who, const char *why,
     error_setg(errp, "%s cannot provide Hyper-V enlightenments (%s): %s",
                who, names->str, why);
     error_append_hint(errp, "Use KVM on a host with Hyper-V support, or "
-                      "hv-strict=off to start as the base does (the default "
+                      "x-hv-strict=off to start as the base does (the default "
                       "of the pc-*-10.0 and older machine types).\n");
     return false;
 }
@@ -180,7 +179,7 @@ void x86_cpu_hyperv_flags_presented(X86CPU *cpu,
 #endif
 
 /*
- * hv-strict=off: what the base does, its own checks and messages.  One
+ * x-hv-strict=off: what the base does, its own checks and messages.  One
  * exception: under a KVM without KVM_CAP_HYPERV the base fills no Hyper-V
  * CPUID leaf but still loads the MSRs of hv-time, hv-vapic, hv-synic,
  * hv-reenlightenment..., and aborts when KVM refuses one (hv-time: MSR
@@ -201,7 +200,7 @@ static void compat_base(X86CPU *cpu)
         return;
     }
     warn_report("the host kernel's KVM lacks KVM_CAP_HYPERV: starting "
-                "without the hv-* flags (hv-strict=off)");
+                "without the hv-* flags (x-hv-strict=off)");
     cpu->hyperv_features = 0;
     cpu->hyperv_passthrough = false;
 #endif
@@ -251,8 +250,8 @@ static void get_hv_provided(Object *obj, Visitor *v, const char *name,
 
 void x86_cpu_hyperv_flags_class_init(ObjectClass *oc)
 {
-    object_class_property_add(oc, "hv-provided", "strList", get_hv_provided,
+    object_class_property_add(oc, "x-hv-provided", "strList", get_hv_provided,
                               NULL, NULL, NULL);
-    object_class_property_set_description(oc, "hv-provided",
+    object_class_property_set_description(oc, "x-hv-provided",
         "The hv-* flags the Hyper-V CPUID leaves of the vCPU show the guest");
 }

@@ -95,7 +95,7 @@ def describe_difference(build, a_path, b_path, a, b):
 def x86_args(machine, extra=()):
     """Every device this tree changed that a plain PC has: the RTC (index
     port coalescing), the PCI host (CONFIG_ADDRESS), the CPU (hv-* flags
-    are KVM's, but hv-strict is a CPU property)."""
+    are KVM's, but x-hv-strict is a CPU property)."""
     return ["-M", machine, "-accel", "tcg", "-display", "none", "-nodefaults",
             "-m", "128M", "-rtc", "base=2020-01-01T00:00:00,clock=vm",
             "-device", "virtio-rng-pci"] + FIRMWARE + list(extra)
@@ -128,13 +128,13 @@ def qom_cpu(build, machine, prop):
 
 
 def test_hv_strict_default(build):
-    """hv-strict is off on the base's machine types (the base accepts any
+    """x-hv-strict is off on the base's machine types (the base accepts any
     hv-* combination) and on on ours."""
-    got = {m: qom_cpu(build, m, "hv-strict")
+    got = {m: qom_cpu(build, m, "x-hv-strict")
            for m in ("pc-i440fx-10.0", "pc-q35-10.0", "pc-i440fx-9.2", "pc", "q35")}
     want = {"pc-i440fx-10.0": False, "pc-q35-10.0": False, "pc-i440fx-9.2": False,
             "pc": True, "q35": True}
-    return got == want, f"hv-strict per machine type: {got}"
+    return got == want, f"x-hv-strict per machine type: {got}"
 
 
 def s390_model(build, which, machine):
@@ -211,7 +211,7 @@ TESTS = [
     ("-M pc, q35, s390-ccw-virtio pick this tree's machine types", test_aliases),
     ("pc-i440fx-10.0 migration stream is the base's, byte for byte", test_pc_stream),
     ("pc-q35-10.0 migration stream is the base's, byte for byte", test_q35_stream),
-    ("hv-strict off on the base's machine types, on on ours", test_hv_strict_default),
+    ("x-hv-strict off on the base's machine types, on on ours", test_hv_strict_default),
     ("s390-ccw-virtio-10.0 keeps the base's qemu CPU model", test_s390_cpu_model),
     ("s390-ccw-virtio-10.0 migration stream is the base's, byte for byte",
      lambda b: same_stream(b, "s390x", ["-M", "s390-ccw-virtio-10.0", "-cpu", "qemu",

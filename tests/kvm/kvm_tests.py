@@ -248,9 +248,9 @@ def test_zone_removed_while_writing(build, machine):
 
 
 HV_TIMER_CPU = "qemu64,hv-stimer-direct,hv-stimer,hv-synic,hv-time,hv-vpindex"
-# Starts on any KVM: without Hyper-V support, hv-strict=off drops the flag
+# Starts on any KVM: without Hyper-V support, x-hv-strict=off drops the flag
 # (not hv-time: the base then still sets its MSR, and KVM refuses it)
-HV_ANY_CPU = "qemu64,hv-relaxed,hv-strict=off"
+HV_ANY_CPU = "qemu64,hv-relaxed,x-hv-strict=off"
 HV_DIRECT_EXIT = guests.debug_exit_status(0x21)     # cpuid-hv-timer.S: bit 19 set
 
 
@@ -319,7 +319,7 @@ def guest_hv_leaves(out):
 
 
 def test_hv_provided_matches_guest(build):
-    """hv-provided lists what the guest's CPUID shows, not what was asked:
+    """x-hv-provided lists what the guest's CPUID shows, not what was asked:
     for a CPU that starts on any KVM (its flags dropped where the host has
     no Hyper-V) and, where the host provides them, the timer flags."""
     import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
@@ -330,7 +330,7 @@ def test_hv_provided_matches_guest(build):
         with guests.TinyVM(build, "cpuid-hv-timer.bin", extra=["-cpu", cpu],
                            start=False) as vm:
             provided = vm.qmp.cmd("qom-get", path="/machine/unattached/device[0]",
-                                  property="hv-provided")
+                                  property="x-hv-provided")
             vm.qmp.cmd("cont")
             vm.wait_exit()
             out = vm.output()
@@ -341,7 +341,7 @@ def test_hv_provided_matches_guest(build):
         want = asked if host.cap("KVM_CAP_HYPERV") else set()
         good = "done" in out and set(provided) == shown == want
         ok = ok and good
-        diag.append(f"-cpu {cpu}: hv-provided {sorted(provided)}, guest CPUID shows "
+        diag.append(f"-cpu {cpu}: x-hv-provided {sorted(provided)}, guest CPUID shows "
                     f"{sorted(shown)}, want {sorted(want)}: {'ok' if good else 'WRONG'}\n"
                     f"guest printed:\n{out}")
     return ok, "\n".join(diag)
@@ -374,11 +374,11 @@ for m in MACHINES:
 
 
 def test_hv_strict_off_runs(build):
-    """hv-strict=off starts on any KVM with hv-time and the guest runs: on
+    """x-hv-strict=off starts on any KVM with hv-time and the guest runs: on
     a KVM without KVM_CAP_HYPERV the flags are dropped with a warning (the
     base aborts there, loading MSR 0x40000021 that KVM refuses)."""
     status, err = guests.run_tiny(build, "cmos-nvram.bin", extra=[
-        "-cpu", "qemu64,hv-relaxed,hv-time,hv-strict=off"])
+        "-cpu", "qemu64,hv-relaxed,hv-time,x-hv-strict=off"])
     want = guests.debug_exit_status(CMOS_NVRAM_VALUE)
     return status == want, f"exit status {status}, want {want}\n{err}"
 
@@ -400,7 +400,7 @@ HV_COMPAT_LINES = [
     ("pc-i440fx-3.0", "kvm", "qemu64,hv-synic,hv-time,hv-stimer"),
     ("pc-i440fx-10.0", "tcg", "qemu64,hv-relaxed,hv-stimer-direct"),
 ]
-# Our errors for hv-* flags with hv-strict=on: each names what is missing
+# Our errors for hv-* flags with x-hv-strict=on: each names what is missing
 HV_STRICT_ERRORS = ("cannot provide Hyper-V enlightenments", " needs hv-",
                     "hv-stimer-direct: the host kernel's KVM")
 
@@ -442,7 +442,7 @@ def hv_leaves_diff(a, b):
 
 
 def test_hv_compat_base_machines(build):
-    """On the base's machine types (hv-strict=off through the compat
+    """On the base's machine types (x-hv-strict=off through the compat
     properties) ours starts exactly the hv-* command lines the base starts,
     and the guest reads the base's CPUID 0x40000000-0x4000000a; it refuses
     what the base refuses, with the base's error.  The one exception, on a
@@ -501,7 +501,7 @@ def upstream_missing(build):
 
 def test_hv_synic_kvm_only(build):
     """x-hv-synic-kvm-only (pc-*-3.0 and older): hv-synic needs no
-    hv-vpindex there, in the base and in ours, also with hv-strict=on; the
+    hv-vpindex there, in the base and in ours, also with x-hv-strict=on; the
     guest reads the base's CPUID."""
     import hv_host      # tests/kvm/hv_host.py: /dev/kvm asked directly
     host = hv_host.Host()
@@ -514,7 +514,7 @@ def test_hv_synic_kvm_only(build):
     cpu = "qemu64,hv-synic,hv-time,hv-stimer"
     base = HvRun(build, "upstream", "pc-i440fx-3.0", "kvm", cpu)
     runs = [HvRun(build, "ours", "pc-i440fx-3.0", "kvm", cpu + s)
-            for s in ("", ",hv-strict=on")]
+            for s in ("", ",x-hv-strict=on")]
     ok = base.started and all(r.started and r.leaves == base.leaves for r in runs)
     diag = [f"-M pc-i440fx-3.0 -cpu {cpu}: {base}"] + [str(r) for r in runs]
     if base.leaves and base.leaves[0x40000001][0] != hv_host.HV_INTERFACE:
@@ -523,19 +523,19 @@ def test_hv_synic_kvm_only(build):
     return ok, "\n".join(diag)
 
 
-TESTS.append(("hyperv: hv-strict=off with hv-time starts and runs the guest on this KVM",
+TESTS.append(("hyperv: x-hv-strict=off with hv-time starts and runs the guest on this KVM",
               test_hv_strict_off_runs))
 TESTS.append(("hyperv compat: on pc-*-10.0/3.0 ours starts and refuses the hv-* command lines "
               "the base does, guest CPUID 0x40000000-0x4000000a equal; -M pc refuses with a "
               "clear error", test_hv_compat_base_machines))
 TESTS.append(("hyperv compat: pc-i440fx-3.0 (x-hv-synic-kvm-only) starts hv-synic without "
-              "hv-vpindex as the base does, also with hv-strict=on", test_hv_synic_kvm_only))
+              "hv-vpindex as the base does, also with x-hv-strict=on", test_hv_synic_kvm_only))
 TESTS.append(("hyperv: hv-stimer-direct is provided where /dev/kvm offers it, else "
               "refused with the error naming what the host lacks",
               test_hv_stimer_direct_under_kvm))
 TESTS.append(("hyperv: guest CPUID 0x40000003 EDX bit 19 with hv-stimer-direct",
               test_hv_cpuid_bit19))
-TESTS.append(("hyperv: hv-provided lists what the guest's CPUID shows",
+TESTS.append(("hyperv: x-hv-provided lists what the guest's CPUID shows",
               test_hv_provided_matches_guest))
 
 

@@ -3,7 +3,7 @@
 
 - Hyper-V synthetic timers in direct mode, seen by a Linux guest: its
   clockevent device, its stimer interrupt count, the misc features it read
-  from CPUID; and our hv-provided against what the guest saw.
+  from CPUID; and our x-hv-provided against what the guest saw.
 - Live migration of the mem-pattern guest under KVM with manual dirty-log
   reprotect: the pages the guest rewrites while RAM is sent are found by
   KVM's dirty log alone, and the destination's RAM is checked byte for
@@ -54,14 +54,14 @@ def hv_guest(build, direct):
     boot = dict(KVM_BOOT, cpu=cpu)
     out, provided = guests.linux_guest_session(
         build, HV_SCRIPT,
-        query=lambda qmp: qmp.cmd("qom-get", path=cpu_qom_path(qmp), property="hv-provided"),
+        query=lambda qmp: qmp.cmd("qom-get", path=cpu_qom_path(qmp), property="x-hv-provided"),
         **boot)
     return guests.guest_values(out), provided, out
 
 
 def test_hv_stimer_direct(build):
     """With hv-stimer-direct the guest sees CPUID bit 19, takes the Hyper-V
-    clockevent and its stimer interrupts (HVS) keep coming; hv-provided
+    clockevent and its stimer interrupts (HVS) keep coming; x-hv-provided
     lists the flag.  Without it: no bit 19, the LAPIC timer, no flag."""
     diag = []
     for direct in (True, False):
@@ -82,10 +82,10 @@ def test_hv_stimer_direct(build):
         if not direct and clock == "Hyper-V clockevent":
             diag.append("without hv-stimer-direct the guest still uses the Hyper-V clockevent")
         if ("hv-stimer-direct" in provided) != bool(misc & HV_STIMER_DIRECT_BIT):
-            diag.append(f"{label} hv-stimer-direct: hv-provided {provided}, guest misc "
+            diag.append(f"{label} hv-stimer-direct: x-hv-provided {provided}, guest misc "
                         f"{misc:#x}")
         print(f"#   {label} hv-stimer-direct: misc {misc:#x}, clockevent {clock!r}, "
-              f"HVS {before} -> {after}, hv-provided {provided}", flush=True)
+              f"HVS {before} -> {after}, x-hv-provided {provided}", flush=True)
     return not diag, "\n".join(diag)
 
 
@@ -313,7 +313,7 @@ def migration_scenarios(build):
 
 TESTS = [
     ("hyperv: Linux guest uses stimer direct mode with hv-stimer-direct, not without; "
-     "hv-provided agrees", test_hv_stimer_direct),
+     "x-hv-provided agrees", test_hv_stimer_direct),
     ("hyperv compat: Linux guest with hv-stimer-direct on pc-i440fx-10.0 migrates "
      "upstream->ours and keeps ticking on its Hyper-V stimer",
      lambda b: test_hv_migrate_compat(b, "upstream", "ours")),

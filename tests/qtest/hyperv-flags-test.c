@@ -1,9 +1,9 @@
 /*
- * Hyper-V flags without KVM: on our machine type (-M pc, hv-strict=on)
+ * Hyper-V flags without KVM: on our machine type (-M pc, x-hv-strict=on)
  * hv-stimer-direct's dependencies are checked with an error naming the
  * missing flag, and hv-* flags on an accelerator that cannot provide them
- * are an error; hv-strict=off, the default of the base's machine types,
- * starts the VM as the base does, and hv-provided then agrees with the
+ * are an error; x-hv-strict=off, the default of the base's machine types,
+ * starts the VM as the base does, and x-hv-provided then agrees with the
  * CPUID a guest reads: no Hyper-V.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -112,14 +112,14 @@ static void test_strict_off(void)
 {
     g_autofree char *bios = write_cpuid_guest();
     QTestState *qts = qtest_initf("-M pc -accel tcg -bios %s -cpu qemu64,"
-                                  TIMER_FLAGS ",hv-strict=off", bios);
+                                  TIMER_FLAGS ",x-hv-strict=off", bios);
     QDict *rsp;
 
     expect_no_hyperv(qts);
 
-    /* ...so hv-provided must list none of the flags asked for */
+    /* ...so x-hv-provided must list none of the flags asked for */
     rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
-        " {'path': '/machine/unattached/device[0]', 'property': 'hv-provided'}}");
+        " {'path': '/machine/unattached/device[0]', 'property': 'x-hv-provided'}}");
     g_assert_cmpint(qlist_size(qdict_get_qlist(rsp, "return")), ==, 0);
     qobject_unref(rsp);
     /* requested, but not provided */
@@ -133,7 +133,7 @@ static void test_strict_off(void)
 }
 
 /*
- * compat: the base's machine types default to hv-strict=off, and start
+ * compat: the base's machine types default to x-hv-strict=off, and start
  * what the base starts under TCG: any hv-* set, dependencies or not (the
  * base checks those only under KVM with Hyper-V), without Hyper-V leaves.
  */
@@ -160,7 +160,7 @@ static void test_compat_base_machine(void)
             expect_no_hyperv(qts);
             rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
                 " {'path': '/machine/unattached/device[0]',"
-                "  'property': 'hv-strict'}}");
+                "  'property': 'x-hv-strict'}}");
             g_assert_false(qdict_get_bool(rsp, "return"));
             qobject_unref(rsp);
             qtest_quit(qts);
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
     qtest_add_func("/hyperv-flags/missing-dependency-named",
                    test_missing_dependency);
     qtest_add_func("/hyperv-flags/tcg-refuses-hv-flags", test_tcg_refuses);
-    qtest_add_func("/hyperv-flags/hv-strict-off-provided-matches-guest-cpuid",
+    qtest_add_func("/hyperv-flags/x-hv-strict-off-provided-matches-guest-cpuid",
                    test_strict_off);
     qtest_add_func("/hyperv-flags/compat/base-machine-starts-what-base-starts",
                    test_compat_base_machine);
