@@ -7,6 +7,7 @@ the statistics, the migration parameter and the error path; migration
 correctness is tested under TCG by migration_tests.py.
 """
 import os
+import socket
 import tempfile
 import time
 
@@ -18,9 +19,9 @@ RAM_MB = 64
 PAGE = 4096
 
 
-def vm(build, accel="kvm", incoming=None):
+def vm(build, accel="kvm", incoming=None, extra=()):
     return guests.TinyVM(build, GUEST, accel=accel, incoming=incoming,
-                         extra=["-m", f"{RAM_MB}M"])
+                         extra=["-m", f"{RAM_MB}M"] + list(extra))
 
 
 def dirty_log(v):
@@ -193,6 +194,111 @@ def test_chunk_parameter(build):
     return not diag, "\n".join(diag)
 
 
+class Qtest:
+    """The qtest protocol (-qtest unix:PATH,server=on,wait=off): port I/O
+    from outside the guest, to do what the guest's ACPI code would."""
+
+    def __init__(self, path, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX)
+            try:
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.sock.settimeout(timeout)
+        self.file = self.sock.makefile("rw")
+
+    def cmd(self, line):
+        self.file.write(line + "\n")
+        self.file.flush()
+        reply = self.file.readline().strip()
+        if not reply.startswith("OK"):
+            raise RuntimeError(f"qtest {line!r}: {reply!r}")
+        return reply
+
+    def close(self):
+        self.sock.close()
+
+
+ACPI_MEM_HOTPLUG = 0xa00        # piix4's memory hotplug registers (pc)
+
+
+def process_uses(pid, path):
+    """Whether process @pid has @path open or mapped (/proc/PID/fd, maps)."""
+    uses = []
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) == path:
+                uses.append(f"fd {fd}")
+        except OSError:
+            pass
+    with open(f"/proc/{pid}/maps") as f:
+        if any(line.rstrip("\n").endswith(" " + path) for line in f):
+            uses.append("mapped")
+    return uses
+
+
+def test_unplug_after_migration(build, accel="kvm"):
+    """After a migration (every chunk re-protected), a hot-unplugged DIMM
+    and its memory-backend-file go: qom-list no longer lists the backend,
+    and QEMU has its file neither open nor mapped."""
+    diag = []
+    with tempfile.TemporaryDirectory(prefix="dirty-log-") as d:
+        backing = os.path.join(d, "dimm.img")
+        with open(backing, "wb") as f:
+            f.truncate(16 << 20)
+        qtest_path = os.path.join(d, "qtest.sock")
+        extra = ["-m", f"{RAM_MB}M,slots=2,maxmem=1G",
+                 "-object", "memory-backend-file,id=dimm-mem,size=16M,"
+                            f"share=on,mem-path={backing}",
+                 "-device", "pc-dimm,id=dimm0,memdev=dimm-mem",
+                 "-qtest", f"unix:{qtest_path},server=on,wait=off"]
+        with vm(build, accel=accel, extra=extra) as src:
+            qt = Qtest(qtest_path)
+            try:
+                src.wait_output("W\n")
+                pid = src.proc.pid
+                before = process_uses(pid, backing)
+                info = migrate(src, f"file:{os.path.join(d, 'state')}")
+                if info["status"] != "completed":
+                    return False, f"migration {info}"
+                src.qmp.cmd("device_del", id="dimm0")
+                # the guest's _EJ0: select slot 0, eject
+                qt.cmd(f"outl 0x{ACPI_MEM_HOTPLUG:x} 0x0")
+                qt.cmd(f"outb 0x{ACPI_MEM_HOTPLUG + 0x14:x} 0x8")
+                peripherals = [p["name"] for p in
+                               src.qmp.cmd("qom-list", path="/machine/peripheral")]
+                if "dimm0" in peripherals:
+                    diag.append(f"dimm0 still plugged: {peripherals}")
+                src.qmp.cmd("object-del", id="dimm-mem")
+                deadline = time.monotonic() + 10
+                while True:
+                    objects = [o["name"] for o in
+                               src.qmp.cmd("qom-list", path="/objects")]
+                    uses = process_uses(pid, backing)
+                    if ("dimm-mem" not in objects and not uses) or \
+                            time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+            finally:
+                qt.close()
+    if not before:
+        diag.append("the backing file was not open before the unplug "
+                    "(the test cannot see it)")
+    if "dimm-mem" in objects:
+        diag.append(f"backend still in /objects: {objects}")
+    if uses:
+        diag.append(f"10 s after object-del QEMU still has {backing}: "
+                    + ", ".join(uses))
+    return not diag, "\n".join(diag)
+
+
 TESTS = [
     ("kvm dirty log: manual reprotect active", test_active),
     ("kvm dirty log: migrate to a file, every chunk re-protected", test_migrate_file),
@@ -200,6 +306,8 @@ TESTS = [
     ("kvm dirty log: dirty-log-manual-protect=off migrates without clears", test_manual_off),
     ("kvm dirty log: a failed clear fails the migration cleanly", test_clear_failure),
     ("kvm dirty log: dirty-log-clear-size parameter", test_chunk_parameter),
+    ("kvm dirty log: a DIMM unplugged after a migration is freed with its backend",
+     test_unplug_after_migration),
 ]
 
 
