@@ -367,8 +367,9 @@ bool kvm_dirty_log_migration_check(bool live, Error **errp)
     if (!live) {
         /*
          * vCPUs stopped for good (after switchover, in postcopy) or for
-         * now: the failed window's pages stay dirty and are sent again if
-         * they are written, so nothing is lost and nothing has to converge.
+         * now: the failed window's pages stay dirty in the kernel, so a
+         * later sync reports them again and nothing is lost; with no vCPU
+         * writing, nothing has to converge.
          */
         warn_reportf_err(err, "dirty-log re-protect failed with vCPUs "
                          "stopped, not fatal: ");
