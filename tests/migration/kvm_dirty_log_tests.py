@@ -160,6 +160,9 @@ def test_clear_failure(build):
             first = migrate(src, f"file:{os.path.join(d, 'a')}")
             status = src.qmp.cmd("query-status")["status"]
             stats = dirty_log(src)
+            # the guest exits about 2 s after "W": stop it for the retry,
+            # which kvm_fault.py slows down in the lab
+            src.qmp.cmd("stop")
             second = migrate(src, f"file:{os.path.join(d, 'b')}")
     if first["status"] != "failed" or \
             "KVM_CLEAR_DIRTY_LOG failed" not in first.get("error-desc", ""):
@@ -260,6 +263,7 @@ def test_clear_failure_virtio_mem(build):
             stats = dirty_log(src)
             second = None
             if first["status"] == "failed":
+                src.qmp.cmd("stop")     # the guest exits 2 s after "W"
                 second = migrate(src, f"file:{os.path.join(d, 'b')}")
         with open(log) as f:
             faults = f.read()
@@ -386,6 +390,7 @@ def test_unplug_after_migration(build, accel="kvm"):
             qt = Qtest(qtest_path)
             try:
                 src.wait_output("W\n")
+                src.qmp.cmd("stop")     # the guest exits 2 s after "W"
                 pid = src.proc.pid
                 before = process_uses(pid, backing)
                 info = migrate(src, f"file:{os.path.join(d, 'state')}")
