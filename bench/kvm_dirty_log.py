@@ -4,7 +4,7 @@
 A tiny guest with 1 GiB of RAM, stopped (-S), is migrated to a file; under
 this machine's KVM every page is reported dirty once ("initially set"), so
 each migration re-protects all of RAM exactly once.  For each
-dirty-log-clear-size we report KVM_CLEAR_DIRTY_LOG calls and the time spent
+x-dirty-log-clear-size we report KVM_CLEAR_DIRTY_LOG calls and the time spent
 in them per GiB (x-query-dirty-log), and the migration's total time; then
 ours at its default against upstream at its default (1 GiB chunks), whose
 clear calls are counted with its kvm_clear_dirty_log trace event (ours
@@ -39,7 +39,7 @@ def migrate_once(build, which, size=None, trace_log=None):
     with tempfile.TemporaryDirectory(prefix="bench-dl-") as d, \
             guests.TinyVM(build, GUEST, which=which, extra=extra, start=False) as vm:
         if size:
-            vm.qmp.cmd("migrate-set-parameters", **{"dirty-log-clear-size": size})
+            vm.qmp.cmd("migrate-set-parameters", **{"x-dirty-log-clear-size": size})
         before = vm.qmp.cmd("x-query-dirty-log") if which == "ours" else None
         vm.qmp.cmd("migrate", uri=f"file:{os.path.join(d, 'state')}")
         while True:
@@ -104,7 +104,7 @@ def report_lines(data):
     lines = [f"KVM_CLEAR_DIRTY_LOG cost, ours, {where}: a stopped {RAM_GIB} GiB tiny guest "
              f"migrated to a file (every page re-protected once), median [min-max] of {reps}",
              "",
-             "| dirty-log-clear-size | clear calls per GiB | clear time per GiB (ms) "
+             "| x-dirty-log-clear-size | clear calls per GiB | clear time per GiB (ms) "
              "| migration total (ms) |",
              "|---|---|---|---|"]
     for row in data["chunks"]:

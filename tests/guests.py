@@ -350,7 +350,9 @@ class TinyVM:
     inspect QEMU while the guest is parked (tests/guest/debugcon.inc)."""
 
     def __init__(self, build, image, machine="pc", accel="kvm", which="ours",
-                 extra=(), incoming=None, start=True):
+                 extra=(), incoming=None, start=True, wrapper=()):
+        """`wrapper`: a command QEMU's command line is handed to, which
+        execs it (tests/migration/kvm_fault.py)."""
         self.dir = tempfile.mkdtemp(prefix="tinyvm-")
         self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self.out_path = os.path.join(self.dir, "debugcon.txt")
@@ -363,7 +365,7 @@ class TinyVM:
             cmd.append("-S")
         if incoming:
             cmd += ["-incoming", incoming]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(wrapper) + cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         try:
             self.qmp = QMP(self.qmp_path)

@@ -46,9 +46,8 @@ MUTATIONS = [
      ["lab:kvm"]),
     ("clear-wrong-page", "KVM_CLEAR_DIRTY_LOG is sent for the wrong first page",
      "accel/kvm/kvm-dirty-log.c",
-     "    hwaddr first = slot->start_addr + (d->first_page << page_shift);\n",
-     "    hwaddr first = slot->start_addr + (d->first_page << page_shift);\n\n"
-     "    d->first_page += 64;\n", ["lab:kvm-migration,lab-kvm"]),
+     "            .first_page = w.first_page,\n",
+     "            .first_page = w.first_page + 64,\n", ["lab:kvm-migration,lab-kvm"]),
     ("diag318-kept-on-reset", "the DIAG 318 code survives a machine reset",
      "patches/0012-target-s390x-move-the-DIAG-318-handling-into-diag318.c.patch",
      "+    s390_diag318_set_all(0);\n", "+    /* mutant: code kept */\n", ["s390x"]),

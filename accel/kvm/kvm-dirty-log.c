@@ -44,21 +44,12 @@ static struct {
     QemuMutex err_lock;
     Error *err;
 
-    /*
-     * test knobs: fail the next inject_count clears of windows that hold
-     * guest-physical inject_gpa with -inject_errno
-     */
-    int inject_errno;
-    uint32_t inject_count;
-    uint64_t inject_gpa;
-
     /* reusable clear mask; used with the slots lock held */
     unsigned long *mask;
     uint64_t mask_bits;
 } dl = {
     .mode = ON_OFF_AUTO_AUTO,
     .reason = "the KVM accelerator is not in use",
-    .inject_count = 1,
 };
 
 /* Properties */
@@ -75,29 +66,6 @@ static void dl_set_mode(Object *obj, Visitor *v, const char *name,
     visit_type_OnOffAuto(v, name, &dl.mode, errp);
 }
 
-static void dl_get_int(Object *obj, Visitor *v, const char *name,
-                       void *opaque, Error **errp)
-{
-    int64_t val = *(int *)opaque;
-
-    visit_type_int(v, name, &val, errp);
-}
-
-static void dl_set_errno(Object *obj, Visitor *v, const char *name,
-                         void *opaque, Error **errp)
-{
-    int64_t val;
-
-    if (!visit_type_int(v, name, &val, errp)) {
-        return;
-    }
-    if (val < 0 || val > 4095) {
-        error_setg(errp, "%s must be an errno value (0 to disable)", name);
-        return;
-    }
-    dl.inject_errno = val;
-}
-
 void kvm_dirty_log_class_init(ObjectClass *oc)
 {
     object_class_property_add(oc, "dirty-log-manual-protect", "OnOffAuto",
@@ -105,15 +73,6 @@ void kvm_dirty_log_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "dirty-log-manual-protect",
         "Re-protect dirty pages with KVM_CLEAR_DIRTY_LOG just before "
         "migration sends them (auto: where the kernel offers it)");
-    object_class_property_add(oc, "x-inject-clear-errno", "int",
-                              dl_get_int, dl_set_errno, NULL,
-                              &dl.inject_errno);
-    object_class_property_add_uint32_ptr(oc, "x-inject-clear-count",
-                                         &dl.inject_count,
-                                         OBJ_PROP_FLAG_READWRITE);
-    object_class_property_add_uint64_ptr(oc, "x-inject-clear-gpa",
-                                         &dl.inject_gpa,
-                                         OBJ_PROP_FLAG_READWRITE);
 }
 
 /* Setup */
@@ -177,7 +136,6 @@ bool kvm_dirty_log_fetch(KVMState *s, KVMSlot *slot)
         .dirty_bitmap = slot->dirty_bmap,
     };
     int64_t t0 = get_clock();
-    uint64_t dirty;
     int ret;
 
     ret = kvm_vm_ioctl(s, KVM_GET_DIRTY_LOG, &d);
@@ -192,11 +150,13 @@ bool kvm_dirty_log_fetch(KVMState *s, KVMSlot *slot)
                           slot->slot, strerror(-ret));
         return false;
     }
-    dirty = bitmap_count_one(slot->dirty_bmap,
-                             slot->memory_size / qemu_real_host_page_size());
+    return true;
+}
+
+void kvm_dirty_log_fetched(KVMSlot *slot, uint64_t dirty)
+{
     stat64_add(&dl.pages_dirty, dirty);
     trace_kvm_dirty_log_fetch(slot->slot, dirty);
-    return true;
 }
 
 /* Slot lookup */
@@ -298,19 +258,6 @@ static unsigned long *clear_mask(KVMSlot *slot, const KVMClearWindow *w)
     return dl.mask;
 }
 
-static int clear_ioctl(KVMSlot *slot, struct kvm_clear_dirty_log *d,
-                       unsigned page_shift)
-{
-    hwaddr first = slot->start_addr + (d->first_page << page_shift);
-
-    if (dl.inject_errno && dl.inject_count && dl.inject_gpa >= first &&
-        dl.inject_gpa - first < ((uint64_t)d->num_pages << page_shift)) {
-        dl.inject_count--;
-        return -dl.inject_errno;
-    }
-    return kvm_vm_ioctl(kvm_state, KVM_CLEAR_DIRTY_LOG, d);
-}
-
 static void clear_slot(KVMMemoryListener *kml, KVMSlot *slot, hwaddr start,
                        hwaddr end, unsigned page_shift)
 {
@@ -338,7 +285,7 @@ static void clear_slot(KVMMemoryListener *kml, KVMSlot *slot, hwaddr start,
             .first_page = w.first_page,
             .dirty_bitmap = mask,
         };
-        ret = clear_ioctl(slot, &d, page_shift);
+        ret = kvm_vm_ioctl(kvm_state, KVM_CLEAR_DIRTY_LOG, &d);
         stat64_add(&dl.clears, 1);
         if (ret < 0 && ret != -ENOENT) {
             /* the pages stay dirty in the kernel and in our cache */
@@ -383,22 +330,53 @@ void kvm_dirty_log_clear(KVMMemoryListener *kml, MemoryRegionSection *section)
     stat64_add(&dl.clear_ns, get_clock() - t0);
 }
 
-bool kvm_dirty_log_take_error(Error **errp)
+/* Migration */
+
+static Error *take_error(void)
 {
     Error *err;
 
     if (!dl.flags) {
-        return true;
+        return NULL;
     }
     qemu_mutex_lock(&dl.err_lock);
     err = dl.err;
     dl.err = NULL;
     qemu_mutex_unlock(&dl.err_lock);
+    return err;
+}
+
+void kvm_dirty_log_migration_start(void)
+{
+    Error *err = take_error();
+
     if (err) {
-        error_propagate(errp, err);
-        return false;
+        /* a dirty-rate measurement's, say: counted in clear-errors */
+        trace_kvm_dirty_log_clear_error_dropped(error_get_pretty(err));
+        error_free(err);
     }
-    return true;
+}
+
+bool kvm_dirty_log_migration_check(bool live, Error **errp)
+{
+    Error *err = take_error();
+
+    if (!err) {
+        return true;
+    }
+    if (!live) {
+        /*
+         * vCPUs stopped for good (after switchover, in postcopy) or for
+         * now: the failed window's pages stay dirty in the kernel, so a
+         * later sync reports them again and nothing is lost; with no vCPU
+         * writing, nothing has to converge.
+         */
+        warn_reportf_err(err, "dirty-log re-protect failed with vCPUs "
+                         "stopped, not fatal: ");
+        return true;
+    }
+    error_propagate_prepend(errp, err, "dirty-log re-protect failed: ");
+    return false;
 }
 
 /* QMP */

@@ -7,7 +7,11 @@
 #include "qapi/qapi-commands-dirty-log.h"
 #include "system/kvm-dirty-log.h"
 
-bool kvm_dirty_log_take_error(Error **errp)
+void kvm_dirty_log_migration_start(void)
+{
+}
+
+bool kvm_dirty_log_migration_check(bool live, Error **errp)
 {
     return true;
 }

@@ -18,7 +18,7 @@ typedef struct KVMState KVMState;
 typedef struct KVMSlot KVMSlot;
 typedef struct KVMMemoryListener KVMMemoryListener;
 
-/* Accelerator properties: dirty-log-manual-protect and the test knobs. */
+/* Accelerator property dirty-log-manual-protect. */
 void kvm_dirty_log_class_init(ObjectClass *oc);
 
 /*
@@ -35,10 +35,17 @@ int kvm_dirty_log_init(KVMState *s, bool dirty_ring);
 bool kvm_dirty_log_fetch(KVMState *s, KVMSlot *slot);
 
 /*
+ * For the statistics: the fetch of @slot reported @dirty pages (the count
+ * its caller's sync into QEMU's bitmaps makes anyway, so none is made here
+ * under the slots lock).
+ */
+void kvm_dirty_log_fetched(KVMSlot *slot, uint64_t dirty);
+
+/*
  * Re-protect the pages of @section that the last fetch reported dirty
  * (KVM_CLEAR_DIRTY_LOG per slot, in 64-page aligned windows).  A failed
- * clear is recorded for kvm_dirty_log_take_error(), never fatal: its pages
- * stay dirty in the kernel, so they are reported and sent again.
+ * clear is recorded for kvm_dirty_log_migration_check(), never fatal: its
+ * pages stay dirty in the kernel, so they are reported and sent again.
  * Called with the slots lock held.
  */
 void kvm_dirty_log_clear(KVMMemoryListener *kml, MemoryRegionSection *section);
@@ -47,9 +54,21 @@ void kvm_dirty_log_clear(KVMMemoryListener *kml, MemoryRegionSection *section);
 void kvm_dirty_log_slots_changed(KVMMemoryListener *kml);
 
 /*
- * For migration: false, with the first failure since the last call in
- * @errp, if a clear failed.  Available in every build (a stub without KVM).
+ * For migration, which calls these in every build (a stub without KVM).
+ *
+ * kvm_dirty_log_migration_start(): a migration starts; a clear failure
+ * recorded before (a dirty-rate measurement's) is not its own.  Call it
+ * before the migration's first dirty-bitmap sync: clears made from then on
+ * (virtio-mem's discarded pages at setup included) are the migration's.
+ *
+ * kvm_dirty_log_migration_check(): after each step of sending RAM.  If a
+ * clear failed since the last call and vCPUs may still run before the
+ * migration ends (@live), the dirty log cannot be trusted to converge:
+ * false, with the first failure in @errp.  Otherwise (after switchover, in
+ * postcopy, with the VM stopped) a failure is reported and true returned:
+ * the failed window's pages stay dirty, nothing is lost.
  */
-bool kvm_dirty_log_take_error(Error **errp);
+void kvm_dirty_log_migration_start(void);
+bool kvm_dirty_log_migration_check(bool live, Error **errp);
 
 #endif

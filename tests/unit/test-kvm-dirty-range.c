@@ -76,7 +76,8 @@ static void test_aligned(void)
     g_assert_cmpuint(w.mask_pages, ==, 64);
     g_assert_cmpuint(pos, ==, 0x100000 + 128 * PAGE);
     g_assert_false(kvm_dirty_clear_next_window(0x100000, 256, SHIFT, &pos,
-                                               0x100000 + 128 * PAGE, 1024, &w));
+                                               0x100000 + 128 * PAGE, 1024,
+                                               &w));
 }
 
 static void test_unaligned_inside(void)
@@ -163,7 +164,8 @@ static void test_random_ranges(void)
 
     for (int i = 0; i < 2000; i++) {
         uint64_t slot_pages = g_rand_int_range(rand, 1, 3000);
-        uint64_t slot_gpa = (uint64_t)g_rand_int_range(rand, 0, 1 << 20) << SHIFT;
+        uint64_t slot_gpa =
+            (uint64_t)g_rand_int_range(rand, 0, 1 << 20) << SHIFT;
         uint64_t a = slot_gpa + g_rand_int_range(rand, -5000, 3100 * PAGE);
         uint64_t b = a + g_rand_int_range(rand, 0, 3100 * PAGE);
         uint64_t max_pages = g_rand_int_range(rand, 0, 1000);
@@ -185,7 +187,8 @@ static void test_random_ranges(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/kvm-dirty-range/empty-and-outside", test_empty_and_outside);
+    g_test_add_func("/kvm-dirty-range/empty-and-outside",
+                    test_empty_and_outside);
     g_test_add_func("/kvm-dirty-range/aligned", test_aligned);
     g_test_add_func("/kvm-dirty-range/unaligned-inside", test_unaligned_inside);
     g_test_add_func("/kvm-dirty-range/partial-pages-keep-their-bits",
