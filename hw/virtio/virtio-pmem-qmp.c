@@ -20,55 +20,89 @@
 #include "qobject/qobject.h"
 #include "qom/qom-qobject.h"
 
-static int collect_pmem(Object *obj, void *opaque)
+typedef struct CollectPMEM {
+    VirtioPMEMStatusList **tail;
+    Error **errp;
+} CollectPMEM;
+
+static bool fill_status(Object *obj, VirtioPMEMStatus *st, Error **errp)
 {
-    VirtioPMEMStatusList ***tail = opaque;
-    VirtioPMEMStatus *st;
-    Object *memdev, *parent;
+    ERRP_GUARD();
+    Object *memdev, *parent = obj->parent;
     QObject *qstats;
     Visitor *v;
+    bool ok;
 
-    if (!object_dynamic_cast(obj, TYPE_VIRTIO_PMEM)) {
-        return 0;
-    }
-    st = g_new0(VirtioPMEMStatus, 1);
-    parent = obj->parent;
     if (parent && object_dynamic_cast(parent, TYPE_DEVICE) &&
         DEVICE(parent)->id) {
         st->id = g_strdup(DEVICE(parent)->id);
     }
     st->qom_path = object_get_canonical_path(obj);
-    memdev = object_property_get_link(obj, VIRTIO_PMEM_MEMDEV_PROP,
-                                      &error_abort);
+    memdev = object_property_get_link(obj, VIRTIO_PMEM_MEMDEV_PROP, errp);
+    if (*errp) {
+        return false;
+    }
+    /* not set yet: a device being created */
     st->memdev = memdev ? object_get_canonical_path(memdev) : g_strdup("");
-    st->size = memdev ?
-        object_property_get_uint(memdev, "size", &error_abort) : 0;
-    st->memaddr = object_property_get_uint(obj, VIRTIO_PMEM_ADDR_PROP,
-                                           &error_abort);
-
-    qstats = object_property_get_qobject(obj, VIRTIO_PMEM_STATS_PROP,
-                                         &error_abort);
+    if (memdev) {
+        st->size = object_property_get_uint(memdev, "size", errp);
+        if (*errp) {
+            return false;
+        }
+    }
+    st->memaddr = object_property_get_uint(obj, VIRTIO_PMEM_ADDR_PROP, errp);
+    if (*errp) {
+        return false;
+    }
+    qstats = object_property_get_qobject(obj, VIRTIO_PMEM_STATS_PROP, errp);
+    if (!qstats) {
+        return false;
+    }
     v = qobject_input_visitor_new(qstats);
-    visit_type_VirtioPMEMStats(v, NULL, &st->stats, &error_abort);
+    ok = visit_type_VirtioPMEMStats(v, NULL, &st->stats, errp);
     visit_free(v);
     qobject_unref(qstats);
+    return ok;
+}
 
-    QAPI_LIST_APPEND(*tail, st);
+static int collect_pmem(Object *obj, void *opaque)
+{
+    CollectPMEM *c = opaque;
+    VirtioPMEMStatus *st;
+
+    if (!object_dynamic_cast(obj, TYPE_VIRTIO_PMEM)) {
+        return 0;
+    }
+    st = g_new0(VirtioPMEMStatus, 1);
+    if (!fill_status(obj, st, c->errp)) {
+        qapi_free_VirtioPMEMStatus(st);
+        return -1;              /* stops the walk */
+    }
+    QAPI_LIST_APPEND(c->tail, st);
     return 0;
 }
 
 VirtioPMEMStatusList *qmp_x_query_virtio_pmem(Error **errp)
 {
-    VirtioPMEMStatusList *list = NULL, **tail = &list;
+    VirtioPMEMStatusList *list = NULL;
+    CollectPMEM c = { .tail = &list, .errp = errp };
 
-    object_child_foreach_recursive(object_get_root(), collect_pmem, &tail);
+    if (object_child_foreach_recursive(object_get_root(), collect_pmem, &c)) {
+        qapi_free_VirtioPMEMStatusList(list);
+        return NULL;
+    }
     return list;
 }
 
 void hmp_info_virtio_pmem(Monitor *mon, const QDict *qdict)
 {
-    VirtioPMEMStatusList *list = qmp_x_query_virtio_pmem(&error_abort);
+    Error *err = NULL;
+    VirtioPMEMStatusList *list = qmp_x_query_virtio_pmem(&err);
 
+    if (err) {
+        hmp_handle_error(mon, err);
+        return;
+    }
     if (!list) {
         monitor_printf(mon, "no virtio-pmem devices\n");
     }
@@ -77,7 +111,8 @@ void hmp_info_virtio_pmem(Monitor *mon, const QDict *qdict)
         VirtioPMEMStats *s = st->stats;
 
         monitor_printf(mon, "%s: %s at 0x%" PRIx64 ", %" PRIu64 " bytes\n",
-                       st->id ?: st->qom_path, st->memdev, st->memaddr, st->size);
+                       st->id ?: st->qom_path, st->memdev, st->memaddr,
+                       st->size);
         monitor_printf(mon, "  requests %" PRIu64 ", syncs %" PRIu64
                        " (%.3f per request), errors %" PRIu64
                        ", malformed %" PRIu64 "\n",

@@ -15,6 +15,14 @@
  * any metadata needed to read them back, which is what fsync would add for
  * this file apart from timestamps.
  *
+ * Nothing waits for a sync: not a reset (on the vCPU thread that wrote the
+ * status register), not a VM stop, not an unplug.  A reset or unplug drops
+ * the requests and leaves the running sync to finish on its own (it has its
+ * own fd); while the VM is stopped answers are held back, and a migration
+ * carries the requests not answered yet to the destination, which syncs
+ * them there.  The model for the backing file in migration is in
+ * docs/virtio-pmem.md ("Migration").
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
@@ -23,13 +31,16 @@
 #include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qemu/iov.h"
+#include "qemu/madvise.h"
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
-#include "block/aio-wait.h"
 #include "block/thread-pool.h"
+#include "exec/ramblock.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-access.h"
 #include "hw/virtio/virtio-pmem.h"
+#include "migration/misc.h"
+#include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
 #include "system/hostmem.h"
 #include "system/runstate.h"
@@ -46,18 +57,23 @@
 struct VirtIOPMEMRequest {
     VirtQueueElement elem;      /* first: virtqueue_pop() allocates it all */
     int64_t arrived_ns;
+    uint32_t status;            /* the answer, while it is held back */
     QSIMPLEQ_ENTRY(VirtIOPMEMRequest) next;
 };
 
-/* What a sync job needs, copied so the worker touches no device state. */
-typedef struct PMEMSyncJob {
+/*
+ * One sync and the requests it covers.  The worker touches only @fd, a
+ * duplicate of the backend's: a reset or unplug may drop the requests
+ * (@orphaned) or the device (@pmem NULL) while the sync runs.
+ */
+struct PMEMSyncJob {
     VirtIOPMEM *pmem;
     int fd;
-    int inject_errno;
-    bool skip;
-    uint32_t delay_us;
+    bool orphaned;
     int64_t started_ns;
-} PMEMSyncJob;
+    VirtIOPMEMRequestQueue reqs;
+    unsigned nr;
+};
 
 static int64_t now_ns(void)
 {
@@ -68,14 +84,8 @@ static int pmem_sync_worker(void *opaque)
 {
     PMEMSyncJob *job = opaque;
 
-    if (job->delay_us) {
-        g_usleep(job->delay_us);
-    }
-    if (job->inject_errno) {
-        return -job->inject_errno;
-    }
-    if (job->skip) {
-        return 0;
+    if (job->fd < 0) {
+        return -EBADF;          /* the fd could not be duplicated */
     }
     return qemu_fdatasync(job->fd) < 0 ? -errno : 0;
 }
@@ -95,31 +105,20 @@ static void pmem_answer(VirtIOPMEM *pmem, VirtIOPMEMRequest *req,
     g_free(req);
 }
 
+/* An answer while the VM is stopped waits for it to run again. */
+static void pmem_answer_or_hold(VirtIOPMEM *pmem, VirtIOPMEMRequest *req,
+                                uint32_t status, int64_t now)
+{
+    if (pmem->running) {
+        pmem_answer(pmem, req, status, now);
+        return;
+    }
+    req->status = status;
+    QSIMPLEQ_INSERT_TAIL(&pmem->held, req, next);
+    pmem->nr_held++;
+}
+
 static void pmem_start_sync(VirtIOPMEM *pmem);
-
-/* The sync about to start covers every request waiting now. */
-static void pmem_take_waiting(VirtIOPMEM *pmem)
-{
-    QSIMPLEQ_CONCAT(&pmem->syncing, &pmem->waiting);
-    pmem->nr_syncing = pmem->nr_waiting;
-    pmem->nr_waiting = 0;
-    pmem->stats.syncs++;
-    pmem->stats.batch_max = MAX(pmem->stats.batch_max, pmem->nr_syncing);
-    pmem->sync_running = true;
-}
-
-static PMEMSyncJob *pmem_new_job(VirtIOPMEM *pmem)
-{
-    PMEMSyncJob *job = g_new0(PMEMSyncJob, 1);
-
-    job->pmem = pmem;
-    job->fd = pmem->fd;
-    job->inject_errno = pmem->inject_errno;
-    job->skip = pmem->skip_sync;
-    job->delay_us = pmem->sync_delay_us;
-    job->started_ns = now_ns();
-    return job;
-}
 
 /* Answer every request the finished sync covered, then start the next. */
 static void pmem_sync_done(void *opaque, int ret)
@@ -130,21 +129,28 @@ static void pmem_sync_done(void *opaque, int ret)
     int64_t now = now_ns();
     VirtIOPMEMRequest *req;
 
-    trace_virtio_pmem_sync_done(pmem, ret, pmem->nr_syncing,
-                                now - job->started_ns);
+    if (job->fd >= 0) {
+        close(job->fd);
+    }
+    if (!pmem) {                /* unplugged while it ran */
+        g_free(job);
+        return;
+    }
+    trace_virtio_pmem_sync_done(pmem, ret, job->nr, now - job->started_ns);
     if (ret < 0) {
         /* The guest gets EIO; the host admin deserves the reason. */
         error_report_once("virtio-pmem: syncing the backing file failed: %s",
                           strerror(-ret));
     }
-    while ((req = QSIMPLEQ_FIRST(&pmem->syncing))) {
-        QSIMPLEQ_REMOVE_HEAD(&pmem->syncing, next);
-        pmem_answer(pmem, req, status, now);
+    while ((req = QSIMPLEQ_FIRST(&job->reqs))) {
+        QSIMPLEQ_REMOVE_HEAD(&job->reqs, next);
+        pmem_answer_or_hold(pmem, req, status, now);
     }
-    pmem->nr_syncing = 0;
-    pmem->sync_running = false;
+    pmem->job = NULL;
+    if (pmem->running && job->nr && !job->orphaned) {
+        virtio_notify(VIRTIO_DEVICE(pmem), pmem->vq);
+    }
     g_free(job);
-    virtio_notify(VIRTIO_DEVICE(pmem), pmem->vq);
     pmem_start_sync(pmem);
 }
 
@@ -153,13 +159,37 @@ static void pmem_start_sync(VirtIOPMEM *pmem)
 {
     PMEMSyncJob *job;
 
-    if (pmem->sync_running || QSIMPLEQ_EMPTY(&pmem->waiting)) {
+    if (pmem->job || !pmem->running || QSIMPLEQ_EMPTY(&pmem->waiting)) {
         return;
     }
-    pmem_take_waiting(pmem);
-    job = pmem_new_job(pmem);
-    trace_virtio_pmem_sync_start(pmem, pmem->nr_syncing);
+    /*
+     * Postcopy with the contents: pages the guest wrote on the source may
+     * still be on their way into our file; a sync now would not cover
+     * them.  Look again once they are all here.
+     */
+    if (pmem->migrate_contents && migration_in_incoming_postcopy()) {
+        timer_mod(pmem->postcopy_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + 10);
+        return;
+    }
+    job = g_new0(PMEMSyncJob, 1);
+    job->pmem = pmem;
+    job->fd = qemu_dup(pmem->fd);
+    job->started_ns = now_ns();
+    QSIMPLEQ_INIT(&job->reqs);
+    QSIMPLEQ_CONCAT(&job->reqs, &pmem->waiting);
+    job->nr = pmem->nr_waiting;
+    pmem->nr_waiting = 0;
+    pmem->job = job;
+    pmem->stats.syncs++;
+    pmem->stats.batch_max = MAX(pmem->stats.batch_max, job->nr);
+    trace_virtio_pmem_sync_start(pmem, job->nr);
     thread_pool_submit_aio(pmem_sync_worker, job, pmem_sync_done, job);
+}
+
+static void pmem_postcopy_timer(void *opaque)
+{
+    pmem_start_sync(opaque);
 }
 
 /* A malformed request: the spec's way out is to mark the device broken. */
@@ -173,14 +203,18 @@ static void pmem_bad_request(VirtIOPMEM *pmem, VirtIOPMEMRequest *req,
     virtio_error(VIRTIO_DEVICE(pmem), "virtio-pmem: %s", why);
 }
 
-/* Take every available request (not one per kick), then sync. */
+/*
+ * Take every available request (not one per kick), then sync.  While the
+ * VM is stopped requests stay in the ring: they go with it to a migration
+ * destination, or are taken when the VM runs again.
+ */
 static void pmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOPMEM *pmem = VIRTIO_PMEM(vdev);
     VirtIOPMEMRequest *req;
     bool answered = false;
 
-    while (!vdev->broken &&
+    while (pmem->running && !vdev->broken &&
            (req = virtqueue_pop(vq, sizeof(VirtIOPMEMRequest)))) {
         uint32_t type;
 
@@ -190,7 +224,8 @@ static void pmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
             return;
         }
         if (iov_size(req->elem.in_sg, req->elem.in_num) < sizeof(uint32_t)) {
-            pmem_bad_request(pmem, req, "request without room for the response");
+            pmem_bad_request(pmem, req,
+                             "request without room for the response");
             return;
         }
         iov_to_buf(req->elem.out_sg, req->elem.out_num, 0, &type, sizeof(type));
@@ -211,33 +246,129 @@ static void pmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
     pmem_start_sync(pmem);
 }
 
-/*
- * Finish every request the guest has made: take what is in the ring, wait
- * for the running sync, and sync the rest here.  Used before the VM's state
- * is saved, on reset and on unplug, so no request is lost or half done.
- */
-static void pmem_settle(VirtIOPMEM *pmem)
+/* The VM runs again: give the held answers, take what the ring holds. */
+static void pmem_resume_bh(void *opaque)
 {
+    VirtIOPMEM *pmem = opaque;
     VirtIODevice *vdev = VIRTIO_DEVICE(pmem);
+    int64_t now = now_ns();
+    VirtIOPMEMRequest *req;
+    bool answered = false;
 
-    if (vdev->vq && virtio_queue_get_desc_addr(vdev, 0) && !vdev->broken) {
+    if (!pmem->running) {
+        return;
+    }
+    while ((req = QSIMPLEQ_FIRST(&pmem->held))) {
+        QSIMPLEQ_REMOVE_HEAD(&pmem->held, next);
+        pmem->nr_held--;
+        pmem_answer(pmem, req, req->status, now);
+        answered = true;
+    }
+    if (answered) {
+        virtio_notify(vdev, pmem->vq);
+    }
+    if (virtio_queue_get_desc_addr(vdev, 0) && !vdev->broken) {
         pmem_handle_queue(vdev, pmem->vq);
     }
-    AIO_WAIT_WHILE(NULL, pmem->sync_running);
-    if (!QSIMPLEQ_EMPTY(&pmem->waiting)) {
-        PMEMSyncJob *job;
+    pmem_start_sync(pmem);
+}
 
-        pmem_take_waiting(pmem);
-        job = pmem_new_job(pmem);
-        pmem_sync_done(job, pmem_sync_worker(job));
+static void pmem_drop_queue(VirtIOPMEM *pmem, VirtIOPMEMRequestQueue *q,
+                            unsigned *nr)
+{
+    VirtIOPMEMRequest *req;
+
+    while ((req = QSIMPLEQ_FIRST(q))) {
+        QSIMPLEQ_REMOVE_HEAD(q, next);
+        virtqueue_detach_element(pmem->vq, &req->elem, 0);
+        g_free(req);
+    }
+    *nr = 0;
+}
+
+/*
+ * Forget every request (reset, unplug): the ring they came from is gone.
+ * A running sync goes on; its end answers nothing.  Returns how many.
+ */
+static unsigned pmem_drop_requests(VirtIOPMEM *pmem)
+{
+    unsigned n = pmem->nr_waiting + pmem->nr_held;
+
+    pmem_drop_queue(pmem, &pmem->waiting, &pmem->nr_waiting);
+    pmem_drop_queue(pmem, &pmem->held, &pmem->nr_held);
+    if (pmem->job) {
+        n += pmem->job->nr;
+        pmem_drop_queue(pmem, &pmem->job->reqs, &pmem->job->nr);
+        pmem->job->orphaned = true;
+    }
+    return n;
+}
+
+/*
+ * Both sides map the same file: make what the source's guest wrote reach
+ * the file (so a destination on another host reads it from shared
+ * storage).  The vCPUs are stopped: nothing writes the range any more.
+ */
+static void pmem_switchover_sync(VirtIOPMEM *pmem)
+{
+    int64_t start = now_ns();
+    int ret = qemu_fdatasync(pmem->fd) < 0 ? -errno : 0;
+
+    trace_virtio_pmem_switchover_sync(pmem, ret, now_ns() - start);
+    pmem->switchover_ret = ret;
+    if (ret < 0) {
+        error_report("virtio-pmem: syncing the shared backing file at "
+                     "switchover failed: %s", strerror(-ret));
+    }
+}
+
+/*
+ * The destination of a migration over a shared file, before its guest
+ * runs: drop the pages it may have cached before the source's last writes
+ * reached the file (shared storage: another host's page cache).  Our own
+ * mapping first (on a shared mapping MADV_DONTNEED only unmaps; nothing
+ * of the file is lost), then the file's clean cached pages.
+ */
+static void pmem_drop_cache(VirtIOPMEM *pmem)
+{
+    MemoryRegion *mr = host_memory_backend_get_memory(pmem->memdev);
+    uint64_t size = memory_region_size(mr);
+    int ret = 0;
+
+    if (qemu_madvise(memory_region_get_ram_ptr(mr), size,
+                     QEMU_MADV_DONTNEED) < 0) {
+        ret = -errno;
+    } else {
+        ret = -posix_fadvise(pmem->fd, mr->ram_block->fd_offset, size,
+                             POSIX_FADV_DONTNEED);
+    }
+    trace_virtio_pmem_drop_cache(pmem, ret);
+    if (ret < 0) {
+        warn_report("virtio-pmem: could not drop the cached pages of the "
+                    "shared backing file: %s", strerror(-ret));
     }
 }
 
 static void pmem_vm_state_change(void *opaque, bool running, RunState state)
 {
+    VirtIOPMEM *pmem = opaque;
+
+    pmem->running = running;
     if (!running) {
-        pmem_settle(opaque);
+        /* answers are held from now on: the device's state stays put */
+        pmem->switchover_ret = 0;
+        if (state == RUN_STATE_FINISH_MIGRATE && !pmem->migrate_contents) {
+            pmem_switchover_sync(pmem);
+        }
+        return;
     }
+    if (pmem->incoming) {
+        pmem->incoming = false;
+        if (!pmem->migrate_contents) {
+            pmem_drop_cache(pmem);
+        }
+    }
+    qemu_bh_schedule(pmem->resume_bh);
 }
 
 static void pmem_get_config(VirtIODevice *vdev, uint8_t *config)
@@ -256,20 +387,13 @@ static uint64_t pmem_get_features(VirtIODevice *vdev, uint64_t features,
     return features;
 }
 
+/* Never waits: a guest resets from its vCPU thread, holding the BQL. */
 static void pmem_reset(VirtIODevice *vdev)
 {
     VirtIOPMEM *pmem = VIRTIO_PMEM(vdev);
+    unsigned dropped = pmem_drop_requests(pmem);
 
-    /* Answers pushed now go with the ring the reset discards. */
-    AIO_WAIT_WHILE(NULL, pmem->sync_running);
-    while (!QSIMPLEQ_EMPTY(&pmem->waiting)) {
-        VirtIOPMEMRequest *req = QSIMPLEQ_FIRST(&pmem->waiting);
-
-        QSIMPLEQ_REMOVE_HEAD(&pmem->waiting, next);
-        virtqueue_detach_element(pmem->vq, &req->elem, 0);
-        g_free(req);
-    }
-    pmem->nr_waiting = 0;
+    trace_virtio_pmem_reset(pmem, dropped, pmem->job != NULL);
 }
 
 /*
@@ -293,7 +417,8 @@ static bool pmem_backend_usable(VirtIOPMEM *pmem, Error **errp)
     const char *name = object_get_canonical_path_component(OBJECT(be));
 
     if (host_memory_backend_is_mapped(be)) {
-        error_setg(errp, "memdev '%s' is already in use by another device", name);
+        error_setg(errp, "memdev '%s' is already in use by another device",
+                   name);
         return false;
     }
     pmem->fd = memory_region_get_fd(host_memory_backend_get_memory(be));
@@ -322,6 +447,8 @@ static bool pmem_backend_usable(VirtIOPMEM *pmem, Error **errp)
     return true;
 }
 
+static const VMStateDescription vmstate_virtio_pmem;
+
 static void pmem_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -331,20 +458,42 @@ static void pmem_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "'%s' property is not set", VIRTIO_PMEM_MEMDEV_PROP);
         return;
     }
+    if (pmem->migrate_contents && !pmem->dm_migration) {
+        error_setg(errp, "x-migrate-contents=on needs x-dm-migration=on: "
+                   "without it the device migrates as the base's does, "
+                   "without its contents");
+        return;
+    }
     if (!pmem_backend_usable(pmem, errp)) {
         return;
     }
     QSIMPLEQ_INIT(&pmem->waiting);
-    QSIMPLEQ_INIT(&pmem->syncing);
+    QSIMPLEQ_INIT(&pmem->held);
     host_memory_backend_set_mapped(pmem->memdev, true);
     /*
-     * The range is guest memory like any other: migrate its contents (the
-     * destination has its own file).  With the x-ignore-shared capability,
-     * a file both sides share is left alone.
+     * x-dm-migration=off (the base's machine types): the base's stream,
+     * which has neither the device's state nor its contents.  Otherwise
+     * our state, and the contents only for a file of the destination's
+     * own (x-migrate-contents=on): see docs/virtio-pmem.md.
      */
-    vmstate_register_ram(&pmem->memdev->mr, dev);
+    if (pmem->dm_migration) {
+        if (vmstate_register_any(VMSTATE_IF(dev), &vmstate_virtio_pmem,
+                                 pmem) < 0) {
+            error_setg(errp, "virtio-pmem: could not register its state");
+            host_memory_backend_set_mapped(pmem->memdev, false);
+            return;
+        }
+        if (pmem->migrate_contents) {
+            vmstate_register_ram(&pmem->memdev->mr, dev);
+        }
+    }
+    pmem->running = runstate_is_running();
+    pmem->incoming = runstate_check(RUN_STATE_INMIGRATE);
     virtio_init(vdev, VIRTIO_ID_PMEM, sizeof(struct virtio_pmem_config));
     pmem->vq = virtio_add_queue(vdev, PMEM_QUEUE_SIZE, pmem_handle_queue);
+    pmem->resume_bh = virtio_bh_new_guarded(dev, pmem_resume_bh, pmem);
+    pmem->postcopy_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                        pmem_postcopy_timer, pmem);
     pmem->vmstate_entry = qdev_add_vm_change_state_handler(dev,
                                                            pmem_vm_state_change,
                                                            pmem);
@@ -355,10 +504,21 @@ static void pmem_unrealize(DeviceState *dev)
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
     VirtIOPMEM *pmem = VIRTIO_PMEM(dev);
 
-    /* A flush in flight completes (and is answered) before the device goes. */
-    pmem_settle(pmem);
+    /* The guest let the device go: nothing is answered, nothing waits. */
+    pmem_drop_requests(pmem);
+    if (pmem->job) {
+        pmem->job->pmem = NULL;
+        pmem->job = NULL;
+    }
     qemu_del_vm_change_state_handler(pmem->vmstate_entry);
-    vmstate_unregister_ram(&pmem->memdev->mr, dev);
+    qemu_bh_delete(pmem->resume_bh);
+    timer_free(pmem->postcopy_timer);
+    if (pmem->dm_migration) {
+        if (pmem->migrate_contents) {
+            vmstate_unregister_ram(&pmem->memdev->mr, dev);
+        }
+        vmstate_unregister(VMSTATE_IF(dev), &vmstate_virtio_pmem, pmem);
+    }
     host_memory_backend_set_mapped(pmem->memdev, false);
     virtio_delete_queue(pmem->vq);
     virtio_cleanup(vdev);
@@ -381,10 +541,89 @@ void virtio_pmem_fill_device_info(VirtIOPMEM *pmem, VirtioPMEMDeviceInfo *vi)
         object_get_canonical_path(OBJECT(pmem->memdev)) : g_strdup("");
 }
 
+static void pmem_put_queue(VirtIODevice *vdev, QEMUFile *f,
+                           VirtIOPMEMRequestQueue *q)
+{
+    VirtIOPMEMRequest *req;
+
+    QSIMPLEQ_FOREACH(req, q, next) {
+        qemu_put_virtqueue_element(vdev, f, &req->elem);
+    }
+}
+
+/*
+ * The requests taken from the ring and not answered yet, whatever their
+ * sync on this side is doing: the destination syncs them again, on its
+ * side, after the guest's data is there (contents sent, or the file
+ * synced at switchover).
+ */
+static int pmem_put_pending(QEMUFile *f, void *pv, size_t size,
+                            const VMStateField *field, JSONWriter *vmdesc)
+{
+    VirtIOPMEM *pmem = pv;
+    VirtIODevice *vdev = VIRTIO_DEVICE(pmem);
+    unsigned nr = pmem->nr_waiting + pmem->nr_held;
+
+    if (pmem->job) {
+        nr += pmem->job->nr;
+    }
+    qemu_put_be32(f, nr);
+    if (pmem->job) {
+        pmem_put_queue(vdev, f, &pmem->job->reqs);
+    }
+    pmem_put_queue(vdev, f, &pmem->waiting);
+    pmem_put_queue(vdev, f, &pmem->held);
+    return 0;
+}
+
+static int pmem_get_pending(QEMUFile *f, void *pv, size_t size,
+                            const VMStateField *field)
+{
+    VirtIOPMEM *pmem = pv;
+    VirtIODevice *vdev = VIRTIO_DEVICE(pmem);
+    uint32_t nr = qemu_get_be32(f);
+
+    if (nr > PMEM_QUEUE_SIZE) {
+        error_report("virtio-pmem: %" PRIu32 " pending requests in the "
+                     "stream, the queue holds %d", nr, PMEM_QUEUE_SIZE);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        VirtIOPMEMRequest *req =
+            qemu_get_virtqueue_element(vdev, f, sizeof(VirtIOPMEMRequest));
+
+        if (!req) {
+            return -EINVAL;
+        }
+        req->arrived_ns = now_ns();
+        QSIMPLEQ_INSERT_TAIL(&pmem->waiting, req, next);
+        pmem->nr_waiting++;
+    }
+    return 0;
+}
+
+static const VMStateInfo vmstate_info_pmem_pending = {
+    .name = "virtio-pmem-pending",
+    .get = pmem_get_pending,
+    .put = pmem_put_pending,
+};
+
 static int pmem_pre_save(void *opaque)
 {
-    /* The VM is stopped: pmem_vm_state_change() already settled; be sure. */
-    pmem_settle(opaque);
+    VirtIOPMEM *pmem = opaque;
+
+    /*
+     * Nothing is settled here (the ring is already saved): the stop
+     * handler made the device hold its answers, so what is saved stays
+     * true; a shared file was synced there, and its failure fails the
+     * migration here, before the destination could use stale data.
+     */
+    assert(!pmem->running);
+    if (pmem->switchover_ret < 0) {
+        error_report("virtio-pmem: not migrating: the shared backing file "
+                     "could not be synced");
+        return pmem->switchover_ret;
+    }
     return 0;
 }
 
@@ -397,16 +636,53 @@ static const VMStateDescription vmstate_virtio_pmem_device = {
         /* both sides must map the range at the same guest address */
         VMSTATE_UINT64_EQUAL(start, VirtIOPMEM,
                              "memaddr= must be the same on both sides"),
+        {
+            .name = "pending",
+            .info = &vmstate_info_pmem_pending,
+            .flags = VMS_SINGLE,
+        },
         VMSTATE_END_OF_LIST()
     },
 };
 
+/*
+ * VMSTATE_VIRTIO_DEVICE's load takes the version from dc->vmsd, which we
+ * leave unset (pmem_realize() registers the section, or not): the same
+ * wrappers around virtio_save() and virtio_load() with our version, which
+ * virtio_load() also gives vmstate_virtio_pmem_device's fields.  (Only
+ * our machine types carry the section: the base's have none, and the
+ * tree's earlier stream on them was never compatible with anything.)
+ */
+#define PMEM_VMSTATE_VERSION 1
+
+static int pmem_virtio_put(QEMUFile *f, void *opaque, size_t size,
+                           const VMStateField *field, JSONWriter *vmdesc)
+{
+    return virtio_save(VIRTIO_DEVICE(opaque), f);
+}
+
+static int pmem_virtio_get(QEMUFile *f, void *opaque, size_t size,
+                           const VMStateField *field)
+{
+    return virtio_load(VIRTIO_DEVICE(opaque), f, PMEM_VMSTATE_VERSION);
+}
+
+static const VMStateInfo vmstate_info_pmem_virtio = {
+    .name = "virtio",
+    .get = pmem_virtio_get,
+    .put = pmem_virtio_put,
+};
+
 static const VMStateDescription vmstate_virtio_pmem = {
     .name = "virtio-pmem",
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = PMEM_VMSTATE_VERSION,
+    .minimum_version_id = PMEM_VMSTATE_VERSION,
     .fields = (const VMStateField[]) {
-        VMSTATE_VIRTIO_DEVICE,
+        {
+            .name = "virtio",
+            .info = &vmstate_info_pmem_virtio,
+            .flags = VMS_SINGLE,
+        },
         VMSTATE_END_OF_LIST()
     },
 };
@@ -421,7 +697,8 @@ static void pmem_get_stats(Object *obj, Visitor *v, const char *name,
         .syncs = pmem->stats.syncs,
         .errors = pmem->stats.errors,
         .bad_requests = pmem->stats.bad_requests,
-        .in_flight = pmem->nr_waiting + pmem->nr_syncing,
+        .in_flight = pmem->nr_waiting + pmem->nr_held +
+            (pmem->job ? pmem->job->nr : 0),
         .batch_max = pmem->stats.batch_max,
         .latency_avg_ns = pmem->stats.requests ?
             pmem->stats.latency_total_ns / pmem->stats.requests : 0,
@@ -438,17 +715,17 @@ static void pmem_instance_init(Object *obj)
 
     object_property_add(obj, VIRTIO_PMEM_STATS_PROP, "VirtioPMEMStats",
                         pmem_get_stats, NULL, NULL, NULL);
-    /* test knob, settable at run time: syncs fail with this errno */
-    object_property_add_uint32_ptr(obj, "x-inject-flush-errno",
-                                   &pmem->inject_errno, OBJ_PROP_FLAG_READWRITE);
 }
 
 static const Property pmem_properties[] = {
     DEFINE_PROP_UINT64(VIRTIO_PMEM_ADDR_PROP, VirtIOPMEM, start, 0),
     DEFINE_PROP_LINK(VIRTIO_PMEM_MEMDEV_PROP, VirtIOPMEM, memdev,
                      TYPE_MEMORY_BACKEND, HostMemoryBackend *),
-    DEFINE_PROP_BOOL("x-skip-sync", VirtIOPMEM, skip_sync, false),
-    DEFINE_PROP_UINT32("x-sync-delay-us", VirtIOPMEM, sync_delay_us, 0),
+    /* off on the base's machine types: the base's migration stream */
+    DEFINE_PROP_BOOL("x-dm-migration", VirtIOPMEM, dm_migration, true),
+    /* on: the destination has a file of its own, send the contents */
+    DEFINE_PROP_BOOL("x-migrate-contents", VirtIOPMEM, migrate_contents,
+                     false),
 };
 
 static void pmem_class_init(ObjectClass *klass, void *data)
@@ -457,7 +734,7 @@ static void pmem_class_init(ObjectClass *klass, void *data)
     VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
 
     device_class_set_props(dc, pmem_properties);
-    dc->vmsd = &vmstate_virtio_pmem;
+    /* dc->vmsd stays unset: pmem_realize() registers it, or not */
     set_bit(DEVICE_CATEGORY_STORAGE, dc->categories);
     vdc->realize = pmem_realize;
     vdc->unrealize = pmem_unrealize;

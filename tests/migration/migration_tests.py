@@ -16,9 +16,14 @@ while it keeps rewriting pages at a steady rate.  What is checked:
   guest re-reads them from the destination's RTC into its RAM mirror;
 - postcopy: pages the destination faults on or receives in the background,
   checked against the source's last state and the pattern;
-- virtio-pmem (ours to ours, a backend smaller and one larger than RAM):
-  the backing file's contents reach the destination's own file, and RAM
-  arrives intact beside it;
+- virtio-pmem (ours to ours, a backend smaller and one larger than RAM,
+  each side with a file of its own, x-migrate-contents=on): the backing
+  file's contents reach the destination's own file, and RAM arrives
+  intact beside it;
+- compat, virtio-pmem on pc-i440fx-10.0 between ours and the unmodified
+  base, both ways: the base's stream (x-dm-migration=off), one shared
+  file, RAM and CMOS as without the device, the file untouched, the
+  range at the same address;
 - a destination killed mid-stream: the source reports failed, keeps
   running with its memory intact, and a retried migration succeeds.
 """
@@ -297,7 +302,8 @@ def pmem(build, tmp, results, name, size, machine="pc"):
 
     def pmem_args(path):
         return ["-object", f"memory-backend-file,id=pm,share=on,mem-path={path},"
-                f"size={size}", "-device", "virtio-pmem-pci,memdev=pm,id=vp"]
+                f"size={size}", "-device",
+                "virtio-pmem-pci,memdev=pm,id=vp,x-migrate-contents=on"]
 
     ram = f"{RAM_MIB}M,slots=1,maxmem=2G"
     g = Guest(build, tmp)
@@ -325,6 +331,81 @@ def pmem(build, tmp, results, name, size, machine="pc"):
         results.append((f"{name}: pmem file contents on the destination",
                         f"{size} bytes equal"))
         results.append((f"{name}: RAM equal byte for byte", check_equal_ram(g, src, dst, w0)))
+    finally:
+        g.close()
+
+
+PMEM_VDEV = "/machine/peripheral/vp/virtio-backend"
+
+
+def compat_global(build, image, machine, path, size):
+    """What ours needs on the base's machine type for the base's stream:
+    -global virtio-pmem.x-dm-migration=off, unless the machine type
+    already gives it."""
+    args = ["-object", f"memory-backend-file,id=pm,share=on,mem-path={path},size={size}",
+            "-device", "virtio-pmem-pci,memdev=pm,id=vp"]
+    probe = mp.start_vm(guests.qemu_binary(build, "ours"), image, machine,
+                        f"{RAM_MIB}M,slots=1,maxmem=2G", args + ["-S"])
+    try:
+        on = probe.qmp.cmd("qom-get", path=PMEM_VDEV, property="x-dm-migration")
+    finally:
+        probe.close()
+    return ["-global", "virtio-pmem.x-dm-migration=off"] if on else []
+
+
+def plug_pmem(vm, path, size):
+    """The backend and device added by QMP, after the machine's RAM: a
+    backend given with -object gets the first ram_addr, and the base's
+    TCG dirty-bitmap sync (fixed by patches/0019) then aborts a base
+    source in tlb_reset_dirty_range_all()."""
+    vm.qmp.cmd("object-add", **{"qom-type": "memory-backend-file", "id": "pm",
+                                "mem-path": path, "size": size, "share": True})
+    vm.qmp.cmd("device_add", driver="virtio-pmem-pci", id="vp", memdev="pm",
+               addr="4.0", memaddr=0x140000000)
+
+
+def compat_pmem(build, tmp, src_which, dst_which, results, name,
+                machine="pc-i440fx-10.0", size=PMEM_SIZE):
+    """The mem-pattern guest with a virtio-pmem device on one shared file,
+    between ours and the unmodified base on the base's machine type: the
+    migration completes (the base's stream both ways), RAM is equal and
+    the CMOS bytes arrive as without the device, the range is at the same
+    address and size on the destination, and the file, which neither side
+    may write, is unchanged."""
+    path = os.path.join(tmp, "shared.pmem")
+    content = os.urandom(size)
+    with open(path, "wb") as f:
+        f.write(content)
+    ram = f"{RAM_MIB}M,slots=1,maxmem=2G"
+    g = Guest(build, tmp)
+    try:
+        ours_args = compat_global(build, g.image, machine, path, size)
+        src = g.start(src_which, machine, ours_args if src_which == "ours" else [],
+                      ram=ram)
+        plug_pmem(src, path, size)
+        mp.wait_first_pass(src, tmp)
+        set_params(src, **{"max-bandwidth": BANDWIDTH})
+        dst = g.start(dst_which, machine, ours_args if dst_which == "ours" else [],
+                      ram=ram, paused=True, incoming="defer")
+        plug_pmem(dst, path, size)
+        uri = listen(dst, "unix", tmp)
+        w0 = g.status(src).written
+        src.qmp.cmd("migrate", uri=uri)
+        wait_final(src)
+        wait_final(dst)
+        dst.wait_status("paused")
+        devs = [d["data"] for d in dst.qmp.cmd("query-memory-devices")
+                if d.get("type") == "virtio-pmem"]
+        expect(len(devs) == 1 and devs[0]["memaddr"] == 0x140000000 and
+               devs[0]["size"] == size, f"destination's virtio-pmem: {devs}")
+        results.append((f"{name}: RAM equal byte for byte", check_equal_ram(g, src, dst, w0)))
+        results.append((f"{name}: CMOS NVRAM bytes carried over", check_cmos(g, dst)))
+        with open(path, "rb") as f:
+            got = f.read()
+        if got != content:
+            raise Fail(f"the shared pmem file changed at {first_difference(got, content):#x}")
+        results.append((f"{name}: pmem range at the same address, file untouched",
+                        f"memaddr {devs[0]['memaddr']:#x}, {size} bytes unchanged"))
     finally:
         g.close()
 
@@ -403,8 +484,15 @@ def scenarios(build):
                 lambda tmp, res: precopy(build, tmp, src, dst, machine, kind, res, name, caps))
 
     post = "migration: postcopy ours->ours, pc, unix socket"
-    pm = f"migration: virtio-pmem {PMEM_SIZE >> 20} MiB ours->ours, pc"
-    pm_big = f"migration: virtio-pmem {PMEM_BIG >> 20} MiB (more than RAM) ours->ours, pc"
+    pm = f"migration: virtio-pmem {PMEM_SIZE >> 20} MiB ours->ours, pc, own files"
+    pm_big = (f"migration: virtio-pmem {PMEM_BIG >> 20} MiB (more than RAM) ours->ours, pc, "
+              "own files")
+
+    def compat(src, dst):
+        name = f"migration: compat virtio-pmem {src}->{dst}, pc-i440fx-10.0, shared file"
+        return ([f"{name}: RAM equal byte for byte", f"{name}: CMOS NVRAM bytes carried over",
+                 f"{name}: pmem range at the same address, file untouched"], up,
+                lambda tmp, res: compat_pmem(build, tmp, src, dst, res, name))
     kill = "migration: killed destination, pc"
     return [
         pre("ours", "ours", "pc", "tcp", "migration: precopy ours->ours, pc, tcp"),
@@ -429,6 +517,8 @@ def scenarios(build):
         ([f"{pm_big}: pmem file contents on the destination",
           f"{pm_big}: RAM equal byte for byte"],
          None, lambda tmp, res: pmem(build, tmp, res, pm_big, PMEM_BIG)),
+        compat("ours", "upstream"),
+        compat("upstream", "ours"),
         ([f"{kill}: source fails the migration, keeps running intact",
           f"{kill}: retried migration to a new destination, RAM equal"], None,
          lambda tmp, res: killed_destination(build, tmp, res, kill)),

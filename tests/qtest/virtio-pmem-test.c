@@ -1062,17 +1062,44 @@ static void wait_device_deleted(QTestState *qts, const char *id)
     }
 }
 
+/* Wait until syncfs logged the end of the @n-th sync of @t's file. */
+static SyncRec wait_sync_ended(PMem *t, guint n)
+{
+    gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
+
+    for (;;) {
+        g_autoptr(GArray) recs = sync_records(t);
+
+        if (recs->len >= n && rec(recs, n - 1)->end_ns) {
+            return *rec(recs, n - 1);
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
+/* Neither an answer in the used ring nor in the response slot. */
+static void assert_unanswered(PMem *t)
+{
+    g_assert_cmpuint(qtest_readw(t->qts, t->vq->used + 2), ==,
+                     t->vq->last_used_idx);
+    g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_SENTINEL);
+}
+
 /*
- * Unplug with a flush in flight: syncfs holds the sync 500 ms; the unplug
- * is accepted while it runs (the log shows it begun and not returned, the
- * device counts it in flight), and the flush is still answered OK, in the
- * guest's used ring, before the device goes.
+ * Unplug with a flush in flight: syncfs holds the sync 2 s; the unplug
+ * is accepted while it runs and carried out (DEVICE_DELETED) while it
+ * still runs: nothing waits for it.  The system reset that carried the
+ * unplug out also reset the device, so the request is not answered;
+ * the sync still ends (on its own fd), and the backend is free for a
+ * new device at once.
  */
 static void test_unplug_with_flush_in_flight(void)
 {
-    PMem *t = pmem_start_fuse(NULL, 500000);
+    PMem *t = pmem_start_fuse(NULL, 2000000);
     g_autoptr(GArray) recs = NULL;
-    int64_t unplug_ns;
+    int64_t deleted_ns;
+    SyncRec r;
     Flush f;
 
     if (!t) {
@@ -1086,28 +1113,118 @@ static void test_unplug_with_flush_in_flight(void)
 
     qtest_qmp_assert_success(t->qts, "{'execute': 'device_del',"
                              " 'arguments': {'id': 'nv1'}}");
-    unplug_ns = mono_ns();
     /* the guest is not running: the request is carried out at reset */
     qtest_system_reset_nowait(t->qts);
     wait_device_deleted(t->qts, "nv1");
-
-    /* the answer, in guest memory: used->idx, used->ring[0], the response */
-    g_assert_cmpuint(qtest_readw(t->qts, t->vq->used + 2), ==, 1);
-    g_assert_cmpuint(qtest_readl(t->qts, t->vq->used + 4), ==, f.head);
-    g_assert_cmpuint(qtest_readl(t->qts, t->vq->used + 8), ==, 4);
-    g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_OK);
-    f.seen_ns = mono_ns();
-    recs = sync_records(t);
-    g_assert_cmpuint(recs->len, ==, 1);
-    g_assert_cmpint(covering_sync(recs, &f, 0), ==, 0);
-    /* it was still running when the unplug was accepted */
-    g_assert_cmpint(rec(recs, 0)->end_ns, >, unplug_ns);
+    deleted_ns = mono_ns();
+    assert_unanswered(t);
 
     /* the backend is free again for a new device */
     qtest_qmp_device_add(t->qts, "virtio-pmem-pci", "nv2",
                          "{'memdev': 'mem1', 'addr': '5.0'}");
+    r = wait_sync_ended(t, 1);
+    g_assert_cmpint(r.end_ns, >, deleted_ns);     /* it did not wait */
+    g_assert_cmpint(r.result, ==, 0);
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 1);
     qtest_quit(t->qts);
     pmem_free(t);
+}
+
+/*
+ * A guest resets the device (status 0, on its vCPU thread in a real VM)
+ * while a sync runs, held 2 s by syncfs: the reset returns at once, the
+ * sync goes on and its end answers nothing into the discarded ring; the
+ * driver sets the device up again and its next flush is answered after a
+ * sync of its own, begun after the old one ended (one at a time).
+ */
+static void test_reset_does_not_wait(void)
+{
+    PMem *t = pmem_start_fuse(NULL, 2000000);
+    g_autoptr(GArray) recs = NULL;
+    int64_t before, after;
+    SyncRec first;
+    Flush f, next;
+
+    if (!t) {
+        return;
+    }
+    qvirtqueue_reset_pool(t->vq);
+    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(t, f.head);
+    wait_sync_started(t, 1);
+
+    before = mono_ns();
+    qvirtio_reset(&t->dev->vdev);
+    after = mono_ns();
+    g_test_message("reset took %" PRId64 " us with a sync in flight",
+                   (after - before) / 1000);
+    g_assert_cmpint(after - before, <, 500 * MS);
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 1);
+    g_assert_cmpint(rec(recs, 0)->end_ns, ==, 0);      /* still running */
+    g_assert_cmpint(pmem_stat(t, "in-flight"), ==, 0);
+
+    first = wait_sync_ended(t, 1);
+    g_usleep(100000);
+    assert_unanswered(t);
+
+    pmem_reset_driver(t);
+    syncfs_control(0, false);
+    g_assert_cmpuint(pmem_flush(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, &next), ==,
+                     RESP_OK);
+    g_array_unref(recs);
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 2);
+    g_assert_cmpint(covering_sync(recs, &next, 0), ==, 1);
+    g_assert_cmpint(rec(recs, 1)->start_ns, >, first.end_ns);
+    pmem_stop(t);
+}
+
+/*
+ * The VM stops (QMP stop) while a sync runs, held 1 s by syncfs: stop
+ * returns at once; the sync ends while the VM is stopped but its answer
+ * is held (guest memory does not change while the VM is stopped); cont
+ * gives it, OK.
+ */
+static void test_stop_does_not_wait(void)
+{
+    PMem *t = pmem_start_fuse(NULL, 1000000);
+    g_autoptr(GArray) recs = NULL;
+    int64_t before, after;
+    uint32_t len;
+    Flush f;
+
+    if (!t) {
+        return;
+    }
+    qvirtqueue_reset_pool(t->vq);
+    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(t, f.head);
+    wait_sync_started(t, 1);
+
+    before = mono_ns();
+    qtest_qmp_assert_success(t->qts, "{'execute': 'stop'}");
+    after = mono_ns();
+    g_test_message("stop took %" PRId64 " us with a sync in flight",
+                   (after - before) / 1000);
+    g_assert_cmpint(after - before, <, 500 * MS);
+    recs = sync_records(t);
+    g_assert_cmpint(rec(recs, 0)->end_ns, ==, 0);      /* still running */
+
+    wait_sync_ended(t, 1);
+    g_usleep(100000);
+    assert_unanswered(t);
+    g_assert_cmpint(pmem_stat(t, "in-flight"), ==, 1);
+
+    qtest_qmp_assert_success(t->qts, "{'execute': 'cont'}");
+    f.seen_ns = wait_used(t, f.head, &len);
+    g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_OK);
+    g_array_unref(recs);
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 1);
+    g_assert_cmpint(covering_sync(recs, &f, 0), ==, 0);
+    pmem_stop(t);
 }
 
 static void test_q35_hotplug_unplug(void)
@@ -1186,22 +1303,58 @@ static void wait_migration(QTestState *qts, const char *want)
     }
 }
 
+/* Wait until the next used element is there, in @qts's guest memory. */
+static int64_t wait_used_on(QTestState *qts, QVirtQueue *vq, uint16_t idx)
+{
+    gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
+
+    while (qtest_readw(qts, vq->used + 2) != idx) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        qtest_clock_step(qts, 100);
+        g_usleep(1000);
+    }
+    return mono_ns();
+}
+
+static QTestState *pmem_dest(const char *path, const char *extra,
+                             const char *uri)
+{
+    return qtest_initf("-M pc -m 256M,slots=2,maxmem=1G "
+                       "-object memory-backend-file,id=mem1,share=on,"
+                       "mem-path=%s,size=%u "
+                       "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0%s "
+                       "-incoming %s", path, (unsigned)PMEM_SIZE, PMEM_SLOT,
+                       extra ?: "", uri);
+}
+
+static void set_postcopy(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-set-capabilities',"
+        " 'arguments': {'capabilities': [{'capability': 'postcopy-ram',"
+        " 'state': true}]}}");
+}
+
 /*
- * Migrate to a QEMU with another backing file, with a flush in flight:
- * syncfs holds the source's sync 500 ms and the migration starts while it
- * runs (begun, not returned).  The flush is answered before the state is
- * saved: the destination's guest memory holds the used entry and OK, the
- * source's real file the data, the destination's file the contents, and
- * the destination's device serves flushes.
+ * Migrate to a QEMU with a file of its own (x-migrate-contents=on), with
+ * a flush in flight: syncfs holds the source's sync 500 ms and the
+ * migration starts while it runs (begun, not returned).  Nothing waits
+ * for it: the request goes to the destination as not answered, and the
+ * destination answers it OK after a sync of its own file (on syncfs in
+ * precopy: the log shows it, begun after the migration started and
+ * returned before the answer was seen; postcopy needs tmpfs, where only
+ * the answer shows).  The destination's file has the contents, and its
+ * device serves flushes.
  */
 static void test_migrate(const void *data)
 {
     bool postcopy = GPOINTER_TO_INT(data);
-    g_autofree char *dst_path = make_backing_file();
+    const char *opts = ",x-migrate-contents=on";
     g_autofree char *sock = g_strdup_printf("%s/pmem-mig-%d.sock",
                                             g_get_tmp_dir(), getpid());
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    PMem *src = pmem_start_fuse(NULL, 500000);
+    PMem *src = pmem_start_fuse(opts, 500000);
+    g_autofree char *dst_path = NULL;
+    g_autofree char *dst_name = NULL;
     g_autoptr(GArray) recs = NULL;
     uint8_t pattern[8192], back[8192];
     uint64_t base;
@@ -1212,27 +1365,22 @@ static void test_migrate(const void *data)
     int fd;
 
     if (!src) {
-        unlink(dst_path);
         return;
+    }
+    if (postcopy) {
+        dst_path = make_backing_file();
+    } else {
+        dst_path = make_fuse_file(syncfs_get());
+        dst_name = g_strconcat("/", strrchr(dst_path, '/') + 1, NULL);
     }
     base = qvirtio_config_readq(&src->dev->vdev, 0);
     fill_pattern(pattern, sizeof(pattern), 13);
     qtest_memwrite(src->qts, base + PMEM_SIZE - sizeof(pattern), pattern,
                    sizeof(pattern));
-    dst = qtest_initf("-M pc -m 256M,slots=2,maxmem=1G "
-                      "-object memory-backend-file,id=mem1,share=on,"
-                      "mem-path=%s,size=%u "
-                      "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0 "
-                      "-incoming %s", dst_path, (unsigned)PMEM_SIZE, PMEM_SLOT,
-                      uri);
+    dst = pmem_dest(dst_path, opts, uri);
     if (postcopy) {
-        qtest_qmp_assert_success(src->qts,
-            "{'execute': 'migrate-set-capabilities',"
-            " 'arguments': {'capabilities': [{'capability': 'postcopy-ram',"
-            " 'state': true}]}}");
-        qtest_qmp_assert_success(dst, "{'execute': 'migrate-set-capabilities',"
-            " 'arguments': {'capabilities': [{'capability': 'postcopy-ram',"
-            " 'state': true}]}}");
+        set_postcopy(src->qts);
+        set_postcopy(dst);
     }
     /* the destination is up first: the sync's 500 ms are for the start */
     qvirtqueue_reset_pool(src->vq);
@@ -1248,34 +1396,24 @@ static void test_migrate(const void *data)
     }
     wait_migration(src->qts, "completed");
     qtest_qmp_eventwait(dst, "RESUME");
+    recs = sync_records(src);
+    /* it was still running when the migration started */
+    g_assert_cmpuint(recs->len, >=, 1);
+    g_assert_true(!rec(recs, 0)->end_ns || rec(recs, 0)->end_ns > migrate_ns);
 
-    /* the in-flight flush was answered on the source, before the save */
-    g_assert_cmpuint(qtest_readw(dst, src->vq->used + 2), ==, 1);
+    /* the destination answers it */
+    f.seen_ns = wait_used_on(dst, src->vq, 1);
     g_assert_cmpuint(qtest_readl(dst, src->vq->used + 4), ==, f.head);
     g_assert_cmphex(qtest_readl(dst, src->resp), ==, RESP_OK);
-    f.seen_ns = mono_ns();
-    recs = sync_records(src);
-    g_assert_cmpuint(recs->len, ==, 1);
-    g_assert_cmpint(covering_sync(recs, &f, 0), ==, 0);
-    /* it was still running when the migration started */
-    g_assert_cmpint(rec(recs, 0)->end_ns, >, migrate_ns);
-    read_real(src, PMEM_SIZE - sizeof(back), back, sizeof(back));
-    g_assert_cmpmem(back, sizeof(back), pattern, sizeof(pattern));
+    if (dst_name) {
+        g_autoptr(GArray) dst_recs = sync_records_of(dst_name);
+        Flush late = f;
 
-    /* the virtio state came along: the driver's status is still live */
-    d = g_new0(PMem, 1);
-    d->qts = dst;
-    d->path = g_strdup(dst_path);
-    pmem_attach(d, false);
-    g_assert_cmphex(device_status(d) & VIRTIO_CONFIG_S_DRIVER_OK, ==,
-                    VIRTIO_CONFIG_S_DRIVER_OK);
-    /* and the device serves flushes (after a driver reset, with new rings) */
-    pmem_driver_init(d, 1ull << VIRTIO_F_VERSION_1);
-    d->req = guest_alloc(&d->alloc, 16);
-    d->resp = guest_alloc(&d->alloc, 16);
-    g_assert_cmpuint(pmem_request(d, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==, RESP_OK);
-    g_assert_cmpint(pmem_stat(d, "requests"), ==, 1);
+        late.avail_ns = migrate_ns;
+        covering_sync(dst_recs, &late, 0);
+    }
 
+    /* the guest's data reached the destination's own file */
     fd = open(dst_path, O_RDONLY);
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(pread(fd, back, sizeof(back), PMEM_SIZE - sizeof(back)), ==,
@@ -1283,8 +1421,319 @@ static void test_migrate(const void *data)
     close(fd);
     g_assert_cmpmem(back, sizeof(back), pattern, sizeof(pattern));
 
+    /* and the device serves flushes (after a driver reset, with new rings) */
+    d = g_new0(PMem, 1);
+    d->qts = dst;
+    d->path = g_strdup(dst_path);
+    pmem_attach(d, true);
+    g_assert_cmpuint(pmem_request(d, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==, RESP_OK);
     pmem_stop(d);
     pmem_stop(src);
+}
+
+/*
+ * The same file on both sides (our default) with a flush in flight:
+ * the source syncs the file at switchover (a sync begun after the
+ * migration started, returned before it completed), the request goes
+ * to the destination unanswered, and the destination answers it OK after
+ * a sync of the file begun after that.
+ */
+static void test_shared_file_flush_in_flight(void)
+{
+    g_autofree char *sock = g_strdup_printf("%s/pmem-mig-%d.sock",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    PMem *src = pmem_start_fuse(NULL, 300000);
+    g_autoptr(GArray) recs = NULL;
+    int64_t migrate_ns, done_ns;
+    QTestState *dst;
+    Flush f;
+    int sw = -1;
+
+    if (!src) {
+        return;
+    }
+    dst = pmem_dest(src->path, NULL, uri);
+    qvirtqueue_reset_pool(src->vq);
+    f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(src, f.head);
+    wait_sync_started(src, 1);
+    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    migrate_ns = mono_ns();
+    wait_migration(src->qts, "completed");
+    done_ns = mono_ns();
+    qtest_qmp_eventwait(dst, "RESUME");
+    f.seen_ns = wait_used_on(dst, src->vq, 1);
+    g_assert_cmphex(qtest_readl(dst, src->resp), ==, RESP_OK);
+
+    recs = sync_records(src);
+    for (guint i = 1; i < recs->len; i++) {
+        if (rec(recs, i)->start_ns > migrate_ns && rec(recs, i)->end_ns &&
+            rec(recs, i)->end_ns < done_ns) {
+            sw = i;
+            break;
+        }
+    }
+    g_assert_cmpint(sw, >, 0);          /* the switchover sync */
+    {
+        Flush late = f;
+
+        late.avail_ns = rec(recs, sw)->end_ns;
+        g_assert_cmpint(covering_sync(recs, &late, 0), >, sw);
+    }
+    qtest_quit(dst);
+    pmem_stop(src);
+}
+
+#define SHARED_SIZE     (64 * MiB)      /* first of the RAM blocks: > RAM */
+#define SHARED_RAM      "32M"
+#define SHARED_HOT      1024            /* pages the "guest" keeps writing */
+
+typedef struct SharedRun {
+    QTestState *src;
+    QTestState *dst;
+    uint64_t *want;                     /* per page: the last value written */
+    uint64_t gen;
+    uint64_t reads, writes;
+} SharedRun;
+
+static QTestState *shared_vm(const char *path, const char *extra,
+                             const char *incoming)
+{
+    return qtest_initf("-M pc -m " SHARED_RAM ",slots=2,maxmem=1G "
+                       "-object memory-backend-file,id=mem1,share=on,"
+                       "mem-path=%s,size=%u "
+                       "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0,"
+                       "memaddr=0x%" PRIx64 "%s%s%s",
+                       path, (unsigned)SHARED_SIZE, PMEM_SLOT,
+                       (uint64_t)PMEM_ADDR, extra ?: "",
+                       incoming ? " -incoming " : "", incoming ?: "");
+}
+
+static uint64_t shared_word(uint64_t gen, unsigned page)
+{
+    return gen << 32 | page;
+}
+
+/* The "guest" writes page @p and reads back page @q: never older data. */
+static void shared_step(SharedRun *r, unsigned p, unsigned q)
+{
+    uint64_t got;
+
+    r->want[p] = shared_word(++r->gen, p);
+    qtest_writeq(r->src, PMEM_ADDR + (uint64_t)p * 4096, r->want[p]);
+    got = qtest_readq(r->src, PMEM_ADDR + (uint64_t)q * 4096);
+    r->writes++;
+    r->reads++;
+    if (got != r->want[q]) {
+        g_test_message("page %u read back 0x%" PRIx64 ", last written 0x%"
+                       PRIx64 " (after %" PRIu64 " writes)", q, got,
+                       r->want[q], r->writes);
+    }
+    g_assert_cmphex(got, ==, r->want[q]);
+}
+
+static char *migrate_status(QTestState *qts, uint64_t *transferred)
+{
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+    QDict *ret = qdict_get_qdict(rsp, "return");
+    QDict *ram = qdict_get_qdict(ret, "ram");
+    char *st = g_strdup(qdict_get_try_str(ret, "status") ?: "none");
+
+    if (transferred) {
+        *transferred = ram ? qdict_get_try_int(ram, "transferred", 0) : 0;
+    }
+    qobject_unref(rsp);
+    return st;
+}
+
+/* Every page: in the file (read past QEMU) as last written. */
+static void shared_check_file(SharedRun *r, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+
+    g_assert_cmpint(fd, >=, 0);
+    for (unsigned p = 0; p < SHARED_HOT; p++) {
+        uint64_t got;
+
+        g_assert_cmpint(pread(fd, &got, 8, (uint64_t)p * 4096), ==, 8);
+        g_assert_cmphex(got, ==, r->want[p]);
+    }
+    close(fd);
+}
+
+/*
+ * Same-host migration with the same file on both sides (our default:
+ * contents not sent), while the source's "guest" (qtest) keeps writing
+ * pages of the range and reading others back: no read may ever return
+ * older data than was last written.  To make a destination that writes
+ * pages into the file show, it is stopped (SIGSTOP) until the source has
+ * filled the socket, the guest then rewrites the first pages, and the
+ * destination goes on (a destination that received the range would now
+ * store the older copies in flight).  @cancel: the migration is cancelled
+ * half-way and the source goes on; else it completes, and the destination
+ * reads every page as last written.  The file, read past QEMU, agrees.
+ */
+static void test_shared_file(const void *data)
+{
+    bool cancel = GPOINTER_TO_INT(data);
+    g_autofree char *path = make_backing_file();
+    g_autofree char *sock = g_strdup_printf("%s/pmem-shared-%d.sock",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    g_autofree uint64_t *want = g_new0(uint64_t, SHARED_HOT);
+    SharedRun r = { .want = want };
+    uint64_t sent = 0, last = 0;
+    unsigned i = 0;
+    int stalled = 0;
+
+    g_assert_cmpint(truncate(path, SHARED_SIZE), ==, 0);
+    r.src = shared_vm(path, NULL, NULL);
+    /* every page of the range, and RAM, non-zero: both are sent in full */
+    qtest_memset(r.src, PMEM_ADDR, 0x11, SHARED_SIZE);
+    for (unsigned p = 0; p < SHARED_HOT; p++) {
+        want[p] = 0x1111111111111111ull;
+    }
+    qtest_memset(r.src, 1 * MiB, 0x5a, 24 * MiB);
+    r.dst = shared_vm(path, NULL, uri);
+    if (cancel) {
+        qtest_set_expected_status(r.dst, 1);     /* its load fails */
+    }
+    qtest_qmp_assert_success(r.src, "{'execute': 'migrate-set-parameters',"
+                             " 'arguments': {'max-bandwidth': %d}}", 8 << 20);
+
+    g_assert_cmpint(kill(qtest_pid(r.dst), SIGSTOP), ==, 0);
+    qtest_qmp_assert_success(r.src, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    /* until the stopped destination's socket is full */
+    while (stalled < 20) {
+        g_free(migrate_status(r.src, &sent));
+        stalled = sent && sent == last ? stalled + 1 : 0;
+        last = sent;
+        g_usleep(10000);
+    }
+    g_test_message("%" PRIu64 " bytes in flight to the stopped destination",
+                   sent);
+    for (unsigned p = 0; p < SHARED_HOT; p++) {
+        shared_step(&r, p, p);
+    }
+    g_assert_cmpint(kill(qtest_pid(r.dst), SIGCONT), ==, 0);
+
+    for (;;) {
+        g_autofree char *st = NULL;
+
+        shared_step(&r, i % SHARED_HOT, (i * 7 + 3) % SHARED_HOT);
+        if (++i % 32) {
+            continue;
+        }
+        st = migrate_status(r.src, &sent);
+        if (cancel && !strcmp(st, "active") && sent > last + (4 << 20)) {
+            qtest_qmp_assert_success(r.src, "{'execute': 'migrate_cancel'}");
+            g_test_message("cancelled after %" PRIu64 " bytes", sent);
+            cancel = false;             /* once */
+            last = UINT64_MAX;
+            continue;
+        }
+        if (!strcmp(st, "cancelled") || !strcmp(st, "completed")) {
+            g_assert_cmpstr(st, ==, last == UINT64_MAX ? "cancelled"
+                                                       : "completed");
+            break;
+        }
+        g_assert_cmpstr(st, !=, "failed");
+        g_assert_cmpint(i, <, 2000000);
+    }
+    g_test_message("%" PRIu64 " writes, %" PRIu64 " reads, none older",
+                   r.writes, r.reads);
+    if (last == UINT64_MAX) {
+        /* the source goes on; the file holds every last write */
+        for (unsigned k = 0; k < 4 * SHARED_HOT; k++) {
+            shared_step(&r, k % SHARED_HOT, (k * 13 + 5) % SHARED_HOT);
+        }
+        for (unsigned p = 0; p < SHARED_HOT; p++) {
+            g_assert_cmphex(qtest_readq(r.src, PMEM_ADDR + p * 4096ull), ==,
+                            want[p]);
+        }
+        shared_check_file(&r, path);
+        qtest_quit(r.dst);
+    } else {
+        qtest_qmp_eventwait(r.dst, "RESUME");
+        for (unsigned p = 0; p < SHARED_HOT; p++) {
+            g_assert_cmphex(qtest_readq(r.dst, PMEM_ADDR + p * 4096ull), ==,
+                            want[p]);
+        }
+        shared_check_file(&r, path);
+        qtest_quit(r.dst);
+    }
+    qtest_quit(r.src);
+    unlink(path);
+    unlink(sock);
+}
+
+/*
+ * Separate files (x-migrate-contents=on): the contents are sent while the
+ * source's guest keeps writing, and the destination's file ends equal to
+ * the source's, byte for byte.
+ */
+static void test_separate_files(void)
+{
+    g_autofree char *src_path = make_backing_file();
+    g_autofree char *dst_path = make_backing_file();
+    g_autofree char *sock = g_strdup_printf("%s/pmem-sep-%d.sock",
+                                            g_get_tmp_dir(), getpid());
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    g_autofree uint64_t *want = g_new0(uint64_t, SHARED_HOT);
+    g_autofree uint8_t *a = NULL;
+    g_autofree uint8_t *b = NULL;
+    const char *opts = ",x-migrate-contents=on";
+    SharedRun r = { .want = want };
+    unsigned i = 0;
+    gsize la, lb;
+
+    g_assert_cmpint(truncate(src_path, SHARED_SIZE), ==, 0);
+    g_assert_cmpint(truncate(dst_path, SHARED_SIZE), ==, 0);
+    r.src = shared_vm(src_path, opts, NULL);
+    qtest_memset(r.src, PMEM_ADDR, 0x11, SHARED_SIZE);
+    for (unsigned p = 0; p < SHARED_HOT; p++) {
+        want[p] = 0x1111111111111111ull;
+    }
+    r.dst = shared_vm(dst_path, opts, uri);
+    qtest_qmp_assert_success(r.src, "{'execute': 'migrate-set-parameters',"
+                             " 'arguments': {'max-bandwidth': %d}}", 32 << 20);
+    qtest_qmp_assert_success(r.src, "{'execute': 'migrate', 'arguments':"
+                             " {'uri': %s}}", uri);
+    /*
+     * The guest writes during the first half of the stream (pages it
+     * rewrites must be sent again), then stops writing, as a guest does
+     * once its vCPUs stop: qtest could go on writing past the switchover.
+     */
+    for (;;) {
+        uint64_t sent = 0;
+
+        if (++i % 32 == 0) {
+            g_autofree char *st = migrate_status(r.src, &sent);
+
+            g_assert_cmpstr(st, !=, "failed");
+            if (strcmp(st, "active") || sent > SHARED_SIZE / 2) {
+                break;
+            }
+        }
+        shared_step(&r, i % SHARED_HOT, (i * 7 + 3) % SHARED_HOT);
+    }
+    wait_migration(r.src, "completed");
+    qtest_qmp_eventwait(r.dst, "RESUME");
+    g_assert_true(g_file_get_contents(src_path, (char **)&a, &la, NULL));
+    g_assert_true(g_file_get_contents(dst_path, (char **)&b, &lb, NULL));
+    g_assert_cmpuint(la, ==, SHARED_SIZE);
+    g_assert_cmpmem(a, la, b, lb);
+    shared_check_file(&r, dst_path);
+    g_test_message("%" PRIu64 " writes during migration", r.writes);
+    g_assert_cmpuint(r.writes, >, SHARED_HOT);
+    qtest_quit(r.dst);
+    qtest_quit(r.src);
+    unlink(src_path);
+    unlink(dst_path);
+    unlink(sock);
 }
 
 /*
@@ -1673,13 +2122,19 @@ static int pmem_bench(int argc, char **argv)
 
 
 /*
- * Against the unmodified base (its binary in QTEST_QEMU_BINARY_UPSTREAM).
- * Ours to base: the base knows neither our device section nor the pmem
- * RAM block, so the destination refuses the stream; the source keeps
- * running with its device working.  Base to ours: the stream carries no
- * device state and no contents, so our device is left in reset state (the
- * documented loss: nothing on the destination can tell).
+ * Against the unmodified base (its binary in QTEST_QEMU_BINARY_UPSTREAM),
+ * on the base's machine type pc-i440fx-10.0: there our device must
+ * produce and accept the base's stream (x-dm-migration=off, from the
+ * machine type's compat properties, or by hand where the tree's own
+ * machine types have not landed).  The base's stream has no state of the
+ * device nor its contents: both sides map the same file, and the device
+ * comes up in reset state, as from base to base.  What the guest sees
+ * must be intact: the range's address and size, the data it wrote (and
+ * flushed, or not) before the migration, and a flush after it, which
+ * completes after a sync of the file and puts the data in it.
  */
+#define COMPAT_MACHINE  "pc-i440fx-10.0"
+
 static bool have_upstream(void)
 {
     if (!g_getenv("QTEST_QEMU_BINARY_UPSTREAM")) {
@@ -1690,108 +2145,196 @@ static bool have_upstream(void)
     return true;
 }
 
-static char *pmem_dest_args(const char *path, const char *uri)
+static bool qom_get_bool(QTestState *qts, const char *path, const char *prop)
 {
-    return g_strdup_printf("-M pc -m 256M,slots=2,maxmem=1G "
-                           "-object memory-backend-file,id=mem1,share=on,"
-                           "mem-path=%s,size=%u "
-                           "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0 "
-                           "-incoming %s", path, (unsigned)PMEM_SIZE, PMEM_SLOT,
-                           uri);
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'qom-get', 'arguments':"
+                           " {'path': %s, 'property': %s}}", path, prop);
+    bool v;
+
+    g_assert_true(qdict_haskey(rsp, "return"));
+    v = qdict_get_bool(rsp, "return");
+    qobject_unref(rsp);
+    return v;
 }
 
-static void test_migrate_to_upstream(void)
+/* x-dm-migration of our device on @machine, without -global */
+static bool dm_migration_on(const char *machine)
 {
-    g_autofree char *dst_path = NULL;
-    g_autofree char *sock = NULL;
-    g_autofree char *uri = NULL;
-    g_autofree char *args = NULL;
-    QTestState *dst;
-    PMem *src;
+    g_autofree char *path = make_backing_file();
+    QTestState *qts = qtest_initf("-M %s -m 256M,slots=2,maxmem=1G "
+                                  "-object memory-backend-file,id=mem1,"
+                                  "share=on,mem-path=%s,size=%u "
+                                  "-device virtio-pmem-pci,memdev=mem1,id=nv1",
+                                  machine, path, (unsigned)PMEM_SIZE);
+    bool on = qom_get_bool(qts, QOM_VDEV, "x-dm-migration");
 
-    if (!have_upstream()) {
-        return;
-    }
-    dst_path = make_backing_file();
-    sock = g_strdup_printf("%s/pmem-up-%d.sock", g_get_tmp_dir(), getpid());
-    uri = g_strdup_printf("unix:%s", sock);
-    args = pmem_dest_args(dst_path, uri);
-    src = pmem_start(NULL);
-    dst = qtest_init_with_env("QTEST_QEMU_BINARY_UPSTREAM", args, true);
-    qtest_set_expected_status(dst, 1);      /* it refuses and exits */
-
-    qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
-                             " {'uri': %s}}", uri);
-    for (;;) {
-        QDict *rsp = qtest_qmp(src->qts, "{'execute': 'query-migrate'}");
-        const char *st = qdict_get_try_str(qdict_get_qdict(rsp, "return"),
-                                           "status");
-        bool failed = st && !strcmp(st, "failed");
-
-        g_assert_false(st && !strcmp(st, "completed"));
-        qobject_unref(rsp);
-        if (failed) {
-            break;
-        }
-        g_usleep(20000);
-    }
-    qtest_quit(dst);
-    /* the source goes on, and so does its device */
-    g_assert_cmpuint(pmem_request(src, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==,
-                     RESP_OK);
-    unlink(dst_path);
-    unlink(sock);
-    pmem_stop(src);
+    qtest_quit(qts);
+    unlink(path);
+    return on;
 }
 
-static void test_migrate_from_upstream(void)
+/* What ours needs on the command line for the base's stream. */
+static const char *compat_args(void)
 {
-    g_autofree char *src_path = NULL;
-    g_autofree char *dst_path = NULL;
+    static const char *args;
+
+    if (!args) {
+        args = dm_migration_on(COMPAT_MACHINE) ?
+            " -global virtio-pmem.x-dm-migration=off" : "";
+    }
+    return args;
+}
+
+static PMem *compat_vm(bool upstream, const char *path, const char *incoming)
+{
+    PMem *t = g_new0(PMem, 1);
+    g_autofree char *args =
+        g_strdup_printf("-M " COMPAT_MACHINE " -m 256M,slots=2,maxmem=1G "
+                        "-object memory-backend-file,id=mem1,share=on,"
+                        "mem-path=%s,size=%u "
+                        "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0,"
+                        "memaddr=0x%" PRIx64 "%s%s%s", path,
+                        (unsigned)PMEM_SIZE, PMEM_SLOT, (uint64_t)PMEM_ADDR,
+                        upstream ? "" : compat_args(),
+                        incoming ? " -incoming " : "", incoming ?: "");
+
+    t->path = g_strdup(path);
+    t->qts = upstream ?
+        qtest_init_with_env("QTEST_QEMU_BINARY_UPSTREAM", args, true) :
+        qtest_init(args);
+    return t;
+}
+
+static void test_compat(const void *data)
+{
+    bool from_upstream = GPOINTER_TO_INT(data);
     g_autofree char *sock = NULL;
     g_autofree char *uri = NULL;
-    g_autofree char *src_args = NULL;
+    g_autofree char *name = NULL;
+    g_autofree char *path = NULL;
+    uint8_t flushed[4096], unflushed[4096], back[4096];
+    g_autoptr(GArray) recs = NULL;
+    SyncFS *fs;
     PMem *src, *dst;
+    QDict *rsp, *data_src, *data_dst;
+    Flush f;
 
     if (!have_upstream()) {
         return;
     }
-    src_path = make_backing_file();
-    dst_path = make_backing_file();
-    sock = g_strdup_printf("%s/pmem-up-%d.sock", g_get_tmp_dir(), getpid());
+    fs = syncfs_get();
+    if (!fs) {
+        return;
+    }
+    syncfs_control(0, false);
+    sock = g_strdup_printf("%s/pmem-compat-%d.sock", g_get_tmp_dir(),
+                           getpid());
     uri = g_strdup_printf("unix:%s", sock);
-    src = g_new0(PMem, 1);
-    src->path = g_strdup(src_path);
-    src_args = g_strdup_printf("-M pc -m 256M,slots=2,maxmem=1G "
-                               "-object memory-backend-file,id=mem1,share=on,"
-                               "mem-path=%s,size=%u "
-                               "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0",
-                               src_path, (unsigned)PMEM_SIZE, PMEM_SLOT);
-    src->qts = qtest_init_with_env("QTEST_QEMU_BINARY_UPSTREAM", src_args,
-                                   true);
+    path = make_fuse_file(fs);
+    src = compat_vm(from_upstream, path, NULL);
+    name = g_path_get_basename(src->path);
+    src->real = g_build_filename(fs->real, name, NULL);
+    src->fuse_name = g_strconcat("/", name, NULL);
     pmem_attach(src, true);
+    if (!from_upstream) {
+        g_assert_false(qom_get_bool(src->qts, QOM_VDEV, "x-dm-migration"));
+    }
+
+    /* the guest writes, flushes, writes again */
+    fill_pattern(flushed, sizeof(flushed), 17);
+    fill_pattern(unflushed, sizeof(unflushed), 19);
+    qtest_memwrite(src->qts, PMEM_ADDR + 8192, flushed, sizeof(flushed));
     g_assert_cmpuint(pmem_request(src, VIRTIO_PMEM_REQ_TYPE_FLUSH), ==,
                      RESP_OK);
+    qtest_memwrite(src->qts, PMEM_ADDR + 16384, unflushed, sizeof(unflushed));
 
-    dst = g_new0(PMem, 1);
-    dst->path = g_strdup(dst_path);
-    dst->qts = qtest_initf("-M pc -m 256M,slots=2,maxmem=1G "
-                           "-object memory-backend-file,id=mem1,share=on,"
-                           "mem-path=%s,size=%u "
-                           "-device virtio-pmem-pci,memdev=mem1,id=nv1,addr=%d.0 "
-                           "-incoming %s", dst_path, (unsigned)PMEM_SIZE,
-                           PMEM_SLOT, uri);
+    dst = compat_vm(!from_upstream, src->path, uri);
+    dst->real = g_strdup(src->real);
+    dst->fuse_name = g_strdup(src->fuse_name);
     qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
                              " {'uri': %s}}", uri);
     wait_migration(src->qts, "completed");
     qtest_qmp_eventwait(dst->qts, "RESUME");
 
-    /* no device state came: the guest's driver is gone on this side */
+    /* the memory device: same address and size */
+    rsp = qtest_qmp(src->qts, "{'execute': 'query-memory-devices'}");
+    data_src = qdict_get_qdict(qobject_to(QDict, qlist_peek(
+        qdict_get_qlist(rsp, "return"))), "data");
+    g_assert_cmphex(qdict_get_int(data_src, "memaddr"), ==, PMEM_ADDR);
+    qobject_unref(rsp);
+    rsp = qtest_qmp(dst->qts, "{'execute': 'query-memory-devices'}");
+    data_dst = qdict_get_qdict(qobject_to(QDict, qlist_peek(
+        qdict_get_qlist(rsp, "return"))), "data");
+    g_assert_cmphex(qdict_get_int(data_dst, "memaddr"), ==, PMEM_ADDR);
+    g_assert_cmpuint(qdict_get_int(data_dst, "size"), ==, PMEM_SIZE);
+    qobject_unref(rsp);
+
+    /* the base's stream: the device in reset state, as base to base */
     pmem_attach(dst, false);
     g_assert_cmphex(device_status(dst), ==, 0);
+    qvirtio_pci_device_disable(dst->dev);
+    g_free(dst->dev);
+    qpci_free_pc(dst->bus);
+    alloc_destroy(&dst->alloc);
+    pmem_attach(dst, true);
+    g_assert_cmphex(qvirtio_config_readq(&dst->dev->vdev, 0), ==, PMEM_ADDR);
+    g_assert_cmpuint(qvirtio_config_readq(&dst->dev->vdev, 8), ==, PMEM_SIZE);
+
+    /* the guest's data, flushed or not, is there */
+    qtest_memread(dst->qts, PMEM_ADDR + 8192, back, sizeof(back));
+    g_assert_cmpmem(back, sizeof(back), flushed, sizeof(flushed));
+    qtest_memread(dst->qts, PMEM_ADDR + 16384, back, sizeof(back));
+    g_assert_cmpmem(back, sizeof(back), unflushed, sizeof(unflushed));
+
+    /* a flush now is answered after a sync, and the data is in the file */
+    g_assert_cmpuint(pmem_flush(dst, VIRTIO_PMEM_REQ_TYPE_FLUSH, &f), ==,
+                     RESP_OK);
+    recs = sync_records(dst);
+    covering_sync(recs, &f, 0);
+    read_real(dst, 16384, back, sizeof(back));
+    g_assert_cmpmem(back, sizeof(back), unflushed, sizeof(unflushed));
+    read_real(dst, 8192, back, sizeof(back));
+    g_assert_cmpmem(back, sizeof(back), flushed, sizeof(flushed));
+
     unlink(sock);
+    g_free(dst->path);
+    dst->path = g_strdup("");  /* one file, unlinked with the source */
     pmem_stop(dst);
     pmem_stop(src);
+}
+
+/*
+ * The machine types pick the stream: the base's (pc-i440fx-10.0,
+ * pc-q35-10.0) x-dm-migration=off, ours (what -M pc and -M q35 pick)
+ * on.  Skipped until the tree has machine types of its own.
+ */
+static void test_compat_machine_types(void)
+{
+    QDict *rsp;
+    bool ours = false;
+
+    {
+        QTestState *qts = qtest_init("-M none");
+
+        rsp = qtest_qmp(qts, "{'execute': 'query-machines'}");
+        for (const QListEntry *e = qlist_first(qdict_get_qlist(rsp, "return"));
+             e; e = qlist_next(e)) {
+            QDict *m = qobject_to(QDict, qlist_entry_obj(e));
+
+            ours |= !strcmp(qdict_get_str(m, "name"), "pc-i440fx-10.0-dm1");
+        }
+        qobject_unref(rsp);
+        qtest_quit(qts);
+    }
+    if (!ours) {
+        g_test_skip("no machine type pc-i440fx-10.0-dm1 in this tree yet");
+        return;
+    }
+    g_assert_false(dm_migration_on("pc-i440fx-10.0"));
+    g_assert_false(dm_migration_on("pc-q35-10.0"));
+    g_assert_false(dm_migration_on("pc-i440fx-9.2"));
+    g_assert_true(dm_migration_on("pc"));
+    g_assert_true(dm_migration_on("q35"));
 }
 
 int main(int argc, char **argv)
@@ -1824,16 +2367,35 @@ int main(int argc, char **argv)
                    test_random_requests);
     qtest_add_func("/virtio-pmem/unplug-with-flush-in-flight",
                    test_unplug_with_flush_in_flight);
+    qtest_add_func("/virtio-pmem/reset-does-not-wait-for-a-sync",
+                   test_reset_does_not_wait);
+    qtest_add_func("/virtio-pmem/stop-does-not-wait-for-a-sync",
+                   test_stop_does_not_wait);
     qtest_add_func("/virtio-pmem/q35-hotplug-unplug", test_q35_hotplug_unplug);
     qtest_add_func("/virtio-pmem/bad-backends-refused", test_bad_backends);
     qtest_add_data_func("/virtio-pmem/migrate-precopy-flush-in-flight",
                         GINT_TO_POINTER(false), test_migrate);
     qtest_add_data_func("/virtio-pmem/migrate-postcopy-flush-in-flight",
                         GINT_TO_POINTER(true), test_migrate);
-    qtest_add_func("/virtio-pmem/migrate-to-unmodified-base-is-refused",
-                   test_migrate_to_upstream);
-    qtest_add_func("/virtio-pmem/"
-                   "migrate-from-unmodified-base-loses-device-state",
-                   test_migrate_from_upstream);
+    qtest_add_func("/virtio-pmem/shared file/flush in flight: synced at "
+                   "switchover, answered on the destination",
+                   test_shared_file_flush_in_flight);
+    qtest_add_data_func("/virtio-pmem/shared file/same file, guest writing: "
+                        "no read returns older data",
+                        GINT_TO_POINTER(false), test_shared_file);
+    qtest_add_data_func("/virtio-pmem/shared file/same file, cancelled "
+                        "half-way: no read returns older data, nothing lost",
+                        GINT_TO_POINTER(true), test_shared_file);
+    qtest_add_func("/virtio-pmem/shared file/separate files with "
+                   "x-migrate-contents: the destination's file matches",
+                   test_separate_files);
+    qtest_add_data_func("/virtio-pmem/compat/ours to upstream, "
+                        COMPAT_MACHINE ": guest state intact",
+                        GINT_TO_POINTER(false), test_compat);
+    qtest_add_data_func("/virtio-pmem/compat/upstream to ours, "
+                        COMPAT_MACHINE ": guest state intact",
+                        GINT_TO_POINTER(true), test_compat);
+    qtest_add_func("/virtio-pmem/compat/machine types pick the stream",
+                   test_compat_machine_types);
     return g_test_run();
 }

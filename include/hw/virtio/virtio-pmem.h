@@ -24,6 +24,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOPMEM, VIRTIO_PMEM)
 
 typedef struct VirtIOPMEMRequest VirtIOPMEMRequest;
 typedef QSIMPLEQ_HEAD(, VirtIOPMEMRequest) VirtIOPMEMRequestQueue;
+typedef struct PMEMSyncJob PMEMSyncJob;
 
 typedef struct VirtIOPMEMStats {
     uint64_t requests;          /* flush requests answered */
@@ -43,25 +44,31 @@ struct VirtIOPMEM {
     uint64_t start;             /* guest-physical address of the range */
     int fd;                     /* the backend's file */
     VMChangeStateEntry *vmstate_entry;
+    QEMUBH *resume_bh;
+    QEMUTimer *postcopy_timer;  /* a sync waits for postcopy's end */
 
     /*
      * Group commit: requests that arrive while a sync runs wait in
      * @waiting and are all answered by the next sync, which starts only
-     * once the running one is done; @syncing holds those the running sync
-     * covers.  A sync never answers a request that arrived after it began.
+     * once the running one (@job, with the requests it covers) is done.
+     * A sync never answers a request that arrived after it began.  While
+     * the VM is stopped finished requests wait in @held for it to run.
      */
     VirtIOPMEMRequestQueue waiting;
-    VirtIOPMEMRequestQueue syncing;
+    VirtIOPMEMRequestQueue held;
     unsigned nr_waiting;
-    unsigned nr_syncing;
-    bool sync_running;
+    unsigned nr_held;
+    PMEMSyncJob *job;
+
+    bool running;               /* the VM runs: answers may be given */
+    bool incoming;              /* started for an incoming migration */
+    int switchover_ret;         /* the shared file's sync at switchover */
+
+    /* migration (properties; docs/virtio-pmem.md) */
+    bool dm_migration;          /* off: the base's stream, no state */
+    bool migrate_contents;      /* send the range: each side has its file */
 
     VirtIOPMEMStats stats;
-
-    /* test knobs (x- properties) */
-    uint32_t inject_errno;      /* answer syncs with this error, unsynced */
-    bool skip_sync;             /* answer OK without syncing: bench ceiling */
-    uint32_t sync_delay_us;     /* sleep before each sync: widens races */
 };
 
 /* for the PCI proxy's memory-device interface */
