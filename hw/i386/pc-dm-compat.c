@@ -12,9 +12,12 @@
 #include "qemu/osdep.h"
 #include "hw/i386/pc-dm-compat.h"
 #include "cpu.h"
+#include "hw/virtio/virtio-pmem.h"
 
 GlobalProperty pc_dm_compat_10_0[] = {
     /* the base accepts any combination of hv-* flags */
     { TYPE_X86_CPU, "x-hv-strict", "off" },
+    /* no state section, no migratable RAM: the base's stream */
+    { TYPE_VIRTIO_PMEM, "x-dm-migration", "off" },
 };
 const size_t pc_dm_compat_10_0_len = G_N_ELEMENTS(pc_dm_compat_10_0);

@@ -121,6 +121,40 @@ def test_q35_stream(build):
     return same_stream(build, "x86_64", x86_args("pc-q35-10.0"), "pc-q35-10.0")
 
 
+def pmem_args(machine, path):
+    """x86_args plus a virtio-pmem-pci on a file: the base has the device
+    (no state section, no migratable RAM); ours adds both on its own
+    machine types only."""
+    args = x86_args(machine)
+    i = args.index("-m")
+    args[i + 1] = "128M,slots=2,maxmem=1G"
+    return args + ["-object", f"memory-backend-file,id=pm0,mem-path={path},size=16M,share=on",
+                   "-device", "virtio-pmem-pci,memdev=pm0,id=vp0"]
+
+
+def test_pmem_stream(build, machine):
+    with tempfile.TemporaryDirectory(prefix="compat-pmem-") as d:
+        path = os.path.join(d, "pmem.img")
+        with open(path, "wb") as f:
+            f.truncate(16 << 20)
+        return same_stream(build, "x86_64", pmem_args(machine, path),
+                           f"{machine} with virtio-pmem-pci")
+
+
+def test_pmem_ours_on_dm1(build):
+    """On our pc-i440fx-10.0-dm1 the device has its state section (the
+    base's stream has none): our behaviour is on there."""
+    with tempfile.TemporaryDirectory(prefix="compat-pmem-") as d:
+        path = os.path.join(d, "pmem.img")
+        with open(path, "wb") as f:
+            f.truncate(16 << 20)
+        data = saved_stream(build, "ours", "x86_64", pmem_args("pc-i440fx-10.0-dm1", path),
+                            os.path.join(d, "stream"))
+    name = b"/virtio-pmem"
+    return name in data, f"section {name!r} {'in' if name in data else 'missing from'} " \
+        f"the dm1 stream ({len(data)} bytes)"
+
+
 def qom_cpu(build, machine, prop):
     with vm(build, "ours", "x86_64", x86_args(machine) + ["-S"]) as v:
         path = v.qmp.cmd("query-cpus-fast")[0]["qom-path"]
@@ -211,6 +245,12 @@ TESTS = [
     ("-M pc, q35, s390-ccw-virtio pick this tree's machine types", test_aliases),
     ("pc-i440fx-10.0 migration stream is the base's, byte for byte", test_pc_stream),
     ("pc-q35-10.0 migration stream is the base's, byte for byte", test_q35_stream),
+    ("pc-i440fx-10.0 with virtio-pmem: migration stream is the base's, byte for byte",
+     lambda b: test_pmem_stream(b, "pc-i440fx-10.0")),
+    ("pc-q35-10.0 with virtio-pmem: migration stream is the base's, byte for byte",
+     lambda b: test_pmem_stream(b, "pc-q35-10.0")),
+    ("pc-i440fx-10.0-dm1 with virtio-pmem: our device state section is there",
+     test_pmem_ours_on_dm1),
     ("x-hv-strict off on the base's machine types, on on ours", test_hv_strict_default),
     ("s390-ccw-virtio-10.0 keeps the base's qemu CPU model", test_s390_cpu_model),
     ("s390-ccw-virtio-10.0 migration stream is the base's, byte for byte",
