@@ -36,7 +36,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-s390x \
+	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -125,7 +125,7 @@ fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
 check: build install-extras deb upstream guest kernel lab fuse-tools
-	@$(RUNNER) unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
+	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
 		kernel lab
 check-unit: build
 	@$(RUNNER) unit
@@ -143,6 +143,8 @@ check-compat: build upstream guest
 	@$(RUNNER) compat
 check-install: install-extras deb guest-linux fuse-tools
 	@$(RUNNER) install
+check-style: base kernel
+	@$(RUNNER) style
 check-libvirt: install-extras guest-linux
 	@$(RUNNER) libvirt
 check-kernel: build kernel
