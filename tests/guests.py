@@ -308,21 +308,27 @@ class Syncfs:
         self.close()
 
 
+def connect_unix(path, timeout, interval=0.05):
+    """A connected AF_UNIX socket to PATH, retried until it is listened on
+    or TIMEOUT seconds passed (then the last error is raised)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
 class QMP:
     """A minimal QMP client over a unix socket."""
 
     def __init__(self, path, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout)
         self.file = self.sock.makefile("rw")
         json.loads(self.file.readline())          # greeting
         self.cmd("qmp_capabilities")

@@ -192,18 +192,8 @@ class Console:
         self.sock = None
 
     def connect(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.connect(self.path)
-                self.sock.settimeout(0.5)
-                return
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self.sock = guests.connect_unix(self.path, timeout, interval=0.2)
+        self.sock.settimeout(0.5)
 
     def wait(self, marker, timeout=180):
         deadline = time.monotonic() + timeout

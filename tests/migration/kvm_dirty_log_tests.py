@@ -7,7 +7,6 @@ the statistics, the migration parameter and the error path; migration
 correctness is tested under TCG by migration_tests.py.
 """
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -348,17 +347,7 @@ class Qtest:
     from outside the guest, to do what the guest's ACPI code would."""
 
     def __init__(self, path, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX)
-            try:
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = guests.connect_unix(path, timeout)
         self.sock.settimeout(timeout)
         self.file = self.sock.makefile("rw")
 
