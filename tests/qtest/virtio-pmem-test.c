@@ -1132,6 +1132,34 @@ static void test_unplug_with_flush_in_flight(void)
 }
 
 /*
+ * One flush queued and kicked; returns once syncfs saw its sync begin
+ * (held there for the delay the test's syncfs was given).
+ */
+static Flush flush_in_flight(PMem *t)
+{
+    Flush f;
+
+    qvirtqueue_reset_pool(t->vq);
+    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(t, f.head);
+    wait_sync_started(t, 1);
+    return f;
+}
+
+/* @what, begun at @before_ns, returned at once: no wait for the sync. */
+static void assert_did_not_wait(PMem *t, const char *what, int64_t before_ns)
+{
+    int64_t took = mono_ns() - before_ns;
+    g_autoptr(GArray) recs = sync_records(t);
+
+    g_test_message("%s took %" PRId64 " us with a sync in flight", what,
+                   took / 1000);
+    g_assert_cmpint(took, <, 500 * MS);
+    g_assert_cmpuint(recs->len, ==, 1);
+    g_assert_cmpint(rec(recs, 0)->end_ns, ==, 0);      /* still running */
+}
+
+/*
  * A guest resets the device (status 0, on its vCPU thread in a real VM)
  * while a sync runs, held 2 s by syncfs: the reset returns at once, the
  * sync goes on and its end answers nothing into the discarded ring; the
@@ -1142,27 +1170,18 @@ static void test_reset_does_not_wait(void)
 {
     PMem *t = pmem_start_fuse(NULL, 2000000);
     g_autoptr(GArray) recs = NULL;
-    int64_t before, after;
+    int64_t before;
     SyncRec first;
-    Flush f, next;
+    Flush next;
 
     if (!t) {
         return;
     }
-    qvirtqueue_reset_pool(t->vq);
-    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(t, f.head);
-    wait_sync_started(t, 1);
+    flush_in_flight(t);
 
     before = mono_ns();
     qvirtio_reset(&t->dev->vdev);
-    after = mono_ns();
-    g_test_message("reset took %" PRId64 " us with a sync in flight",
-                   (after - before) / 1000);
-    g_assert_cmpint(after - before, <, 500 * MS);
-    recs = sync_records(t);
-    g_assert_cmpuint(recs->len, ==, 1);
-    g_assert_cmpint(rec(recs, 0)->end_ns, ==, 0);      /* still running */
+    assert_did_not_wait(t, "reset", before);
     g_assert_cmpint(pmem_stat(t, "in-flight"), ==, 0);
 
     first = wait_sync_ended(t, 1);
@@ -1173,7 +1192,6 @@ static void test_reset_does_not_wait(void)
     syncfs_control(0, false);
     g_assert_cmpuint(pmem_flush(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, &next), ==,
                      RESP_OK);
-    g_array_unref(recs);
     recs = sync_records(t);
     g_assert_cmpuint(recs->len, ==, 2);
     g_assert_cmpint(covering_sync(recs, &next, 0), ==, 1);
@@ -1191,26 +1209,18 @@ static void test_stop_does_not_wait(void)
 {
     PMem *t = pmem_start_fuse(NULL, 1000000);
     g_autoptr(GArray) recs = NULL;
-    int64_t before, after;
+    int64_t before;
     uint32_t len;
     Flush f;
 
     if (!t) {
         return;
     }
-    qvirtqueue_reset_pool(t->vq);
-    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(t, f.head);
-    wait_sync_started(t, 1);
+    f = flush_in_flight(t);
 
     before = mono_ns();
     qtest_qmp_assert_success(t->qts, "{'execute': 'stop'}");
-    after = mono_ns();
-    g_test_message("stop took %" PRId64 " us with a sync in flight",
-                   (after - before) / 1000);
-    g_assert_cmpint(after - before, <, 500 * MS);
-    recs = sync_records(t);
-    g_assert_cmpint(rec(recs, 0)->end_ns, ==, 0);      /* still running */
+    assert_did_not_wait(t, "stop", before);
 
     wait_sync_ended(t, 1);
     g_usleep(100000);
@@ -1220,7 +1230,6 @@ static void test_stop_does_not_wait(void)
     qtest_qmp_assert_success(t->qts, "{'execute': 'cont'}");
     f.seen_ns = wait_used(t, f.head, &len);
     g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_OK);
-    g_array_unref(recs);
     recs = sync_records(t);
     g_assert_cmpuint(recs->len, ==, 1);
     g_assert_cmpint(covering_sync(recs, &f, 0), ==, 0);
