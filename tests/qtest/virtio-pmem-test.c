@@ -1087,6 +1087,21 @@ static void assert_unanswered(PMem *t)
 }
 
 /*
+ * One flush queued and kicked; returns once syncfs saw its sync begin
+ * (held there for the delay the test's syncfs was given).
+ */
+static Flush flush_in_flight(PMem *t)
+{
+    Flush f;
+
+    qvirtqueue_reset_pool(t->vq);
+    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(t, f.head);
+    wait_sync_started(t, 1);
+    return f;
+}
+
+/*
  * Unplug with a flush in flight: syncfs holds the sync 2 s; the unplug
  * is accepted while it runs and carried out (DEVICE_DELETED) while it
  * still runs: nothing waits for it.  The system reset that carried the
@@ -1105,10 +1120,7 @@ static void test_unplug_with_flush_in_flight(void)
     if (!t) {
         return;
     }
-    qvirtqueue_reset_pool(t->vq);
-    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(t, f.head);
-    wait_sync_started(t, 1);
+    f = flush_in_flight(t);
     g_assert_cmpint(pmem_stat(t, "in-flight"), ==, 1);
 
     qtest_qmp_assert_success(t->qts, "{'execute': 'device_del',"
@@ -1129,21 +1141,6 @@ static void test_unplug_with_flush_in_flight(void)
     g_assert_cmpuint(recs->len, ==, 1);
     qtest_quit(t->qts);
     pmem_free(t);
-}
-
-/*
- * One flush queued and kicked; returns once syncfs saw its sync begin
- * (held there for the delay the test's syncfs was given).
- */
-static Flush flush_in_flight(PMem *t)
-{
-    Flush f;
-
-    qvirtqueue_reset_pool(t->vq);
-    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(t, f.head);
-    wait_sync_started(t, 1);
-    return f;
 }
 
 /* @what, begun at @before_ns, returned at once: no wait for the sync. */
