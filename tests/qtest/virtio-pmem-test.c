@@ -1440,18 +1440,19 @@ static void test_migrate(const void *data)
 }
 
 /*
- * The same file on both sides (our default) with a flush in flight:
- * the source syncs the file at switchover (a sync begun after the
- * migration started, returned before it completed), the request goes
- * to the destination unanswered, and the destination answers it OK after
- * a sync of the file begun after that.
+ * The same file on both sides (our default) with a flush in flight (its
+ * sync held 2 s, so that it still runs at switchover under a sanitizer
+ * build on a loaded machine): the source syncs the file at switchover
+ * (a sync begun after the migration started, returned before it
+ * completed), the request goes to the destination unanswered, and the
+ * destination answers it OK after a sync of the file begun after that.
  */
 static void test_shared_file_flush_in_flight(void)
 {
     g_autofree char *sock = g_strdup_printf("%s/pmem-mig-%d.sock",
                                             g_get_tmp_dir(), getpid());
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    PMem *src = pmem_start_fuse(NULL, 300000);
+    PMem *src = pmem_start_fuse(NULL, 2000000);
     g_autoptr(GArray) recs = NULL;
     int64_t migrate_ns, done_ns;
     QTestState *dst;
