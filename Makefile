@@ -163,7 +163,7 @@ check-asan: sanitized upstream guest-tiny fuse-tools
 check-kernel: build kernel
 	@$(RUNNER) kernel
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
-check-lab: build upstream guest-tiny lab
+check-lab: build upstream guest-tiny lab sanitized
 	@$(RUNNER) lab
 # Deliberate breakages, each built into build/mutant and run against the
 # layer that must catch it (docs/testing.md); not part of make check.

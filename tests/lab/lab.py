@@ -30,7 +30,10 @@ SUMMARY = re.compile(r"^\d+ passed, \d+ failed(, \d+ skipped)?$")
 L1_MEMORY = "6G"
 L1_CPUS = 2
 # The layers that need KVM, run inside the L1 in this order.
-INNER_LAYERS = ("kvm", "kvm-migration", "lab-kvm")
+INNER_LAYERS = ("kvm", "kvm-migration", "lab-kvm", "asan")
+# The asan layer in the L1 runs the KVM layers with the sanitizer build
+# (tests/asan): ours sanitized on a real KVM.
+ASAN_INNER_LAYERS = "kvm,kvm-migration"
 # /etc files the host's programs read (the dynamic linker's cache, users,
 # mke2fs's defaults, the alternatives links into /usr).
 ETC_FILES = ("passwd", "group", "hosts", "nsswitch.conf", "ld.so.cache", "ld.so.conf",
@@ -197,7 +200,8 @@ def tap_line(line):
 
 
 def inner_command(build, layers):
-    return (f"/usr/bin/python3 tests/runner.py --build {shlex.quote(build)} "
+    return (f"DM_ASAN_LAYERS={ASAN_INNER_LAYERS} "
+            f"/usr/bin/python3 tests/runner.py --build {shlex.quote(build)} "
             + " ".join(layers))
 
 
