@@ -15,8 +15,9 @@ for N = 1, 4, 16, 64, on two backends for the device's file:
             whose every fsync/fdatasync sleeps 2 ms and then syncs the real
             file: a host sync that is slow beside the guest (network
             storage, an SSD without power-loss protection);
-- slow-20ms: the same with 20 ms, slower than the TCG guest needs to
-            issue a flush, so that its flushes can overlap at all.
+- slow-20ms: the same with 20 ms (only with --backends ...,slow-20ms):
+            far slower than the guest needs to issue a flush, so that any
+            overlap of its flushes would show.
 
 Each guest boots once per (implementation, backend, repetition) and runs
 every mode and N in that boot; ours and upstream (BUILD/upstream, the base)
@@ -252,7 +253,10 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--smp", default="1",
                     help="guest vCPU counts; counts past 1 run on the slow backend only")
-    ap.add_argument("--backends", default=",".join(BACKENDS))
+    # slow-20ms too with --backends disk,slow-2ms,slow-20ms (6 more boots)
+    ap.add_argument("--backends", default="disk,slow-2ms")
+    ap.add_argument("--out", default="virtio-pmem-guest",
+                    help="BUILD/bench/OUT.{md,json}")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out_dir = os.path.join(build, "bench")
@@ -268,7 +272,8 @@ def main():
     try:
         for b in backends:
             if BACKENDS[b]:
-                fs = guests.Syncfs(build, "pmem-bench")
+                # one mount per backend: each has its own control file
+                fs = guests.Syncfs(build, f"pmem-bench-{b}")
                 if not fs.mounted:
                     raise RuntimeError("syncfs could not be mounted (make fuse-tools)")
                 with open(os.path.join(fs.dir, "control"), "w") as f:
@@ -403,7 +408,7 @@ def main():
     data = {"accel": "tcg", "seconds_per_phase": args.seconds, "reps": args.reps,
             "load_avg_min": min(load), "load_avg_max": max(load), "cpus": os.cpu_count(),
             "elapsed_s": elapsed, "host_fdatasync_per_s": host, "rows": rows}
-    write_report(out_dir, "virtio-pmem-guest", lines, data)
+    write_report(out_dir, args.out, lines, data)
     return 0
 
 
