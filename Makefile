@@ -173,9 +173,10 @@ check-mutations: build upstream guest kernel lab fuse-tools
 demo: build guest bench-tools
 	@python3 scripts/demo.py --build $(B)
 
-bench: build upstream guest-tiny bench-tools lab
+bench: build upstream guest-tiny guest-linux bench-tools fuse-tools lab
 	@python3 bench/coalesced_io.py --build $(B)
 	@python3 bench/virtio_pmem.py --build $(B)
+	@python3 bench/virtio_pmem_guest.py --build $(B)
 	@python3 bench/migration.py --build $(B)
 	@python3 bench/kvm_dirty_log.py --build $(B)
 

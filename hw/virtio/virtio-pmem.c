@@ -62,13 +62,16 @@ struct VirtIOPMEMRequest {
 };
 
 /*
- * One sync and the requests it covers.  The worker touches only @fd, a
- * duplicate of the backend's: a reset or unplug may drop the requests
- * (@orphaned) or the device (@pmem NULL) while the sync runs.
+ * One sync and the requests it covers.  The worker touches only @fd, the
+ * device's own duplicate of the backend's (VirtIOPMEM.sync_fd): a reset or
+ * unplug may drop the requests (@orphaned) or the device (@pmem NULL)
+ * while the sync runs; an unplug hands the descriptor to the job
+ * (@owns_fd), which closes it when the sync is done.
  */
 struct PMEMSyncJob {
     VirtIOPMEM *pmem;
     int fd;
+    bool owns_fd;
     bool orphaned;
     int64_t started_ns;
     VirtIOPMEMRequestQueue reqs;
@@ -84,9 +87,6 @@ static int pmem_sync_worker(void *opaque)
 {
     PMEMSyncJob *job = opaque;
 
-    if (job->fd < 0) {
-        return -EBADF;          /* the fd could not be duplicated */
-    }
     return qemu_fdatasync(job->fd) < 0 ? -errno : 0;
 }
 
@@ -129,7 +129,7 @@ static void pmem_sync_done(void *opaque, int ret)
     int64_t now = now_ns();
     VirtIOPMEMRequest *req;
 
-    if (job->fd >= 0) {
+    if (job->owns_fd) {
         close(job->fd);
     }
     if (!pmem) {                /* unplugged while it ran */
@@ -174,7 +174,12 @@ static void pmem_start_sync(VirtIOPMEM *pmem)
     }
     job = g_new0(PMEMSyncJob, 1);
     job->pmem = pmem;
-    job->fd = qemu_dup(pmem->fd);
+    /*
+     * Not a duplicate per sync: on file systems with a flush method (NFS,
+     * FUSE) every close() writes back the file's dirty pages and waits,
+     * here on the main loop, once per sync.
+     */
+    job->fd = pmem->sync_fd;
     job->started_ns = now_ns();
     QSIMPLEQ_INIT(&job->reqs);
     QSIMPLEQ_CONCAT(&job->reqs, &pmem->waiting);
@@ -467,6 +472,13 @@ static void pmem_realize(DeviceState *dev, Error **errp)
     if (!pmem_backend_usable(pmem, errp)) {
         return;
     }
+    /* the syncs' own descriptor: an unplug may outlive the backend's */
+    pmem->sync_fd = qemu_dup(pmem->fd);
+    if (pmem->sync_fd < 0) {
+        error_setg_errno(errp, errno, "virtio-pmem: could not duplicate the "
+                         "backing file's descriptor");
+        return;
+    }
     QSIMPLEQ_INIT(&pmem->waiting);
     QSIMPLEQ_INIT(&pmem->held);
     host_memory_backend_set_mapped(pmem->memdev, true);
@@ -481,6 +493,7 @@ static void pmem_realize(DeviceState *dev, Error **errp)
                                  pmem) < 0) {
             error_setg(errp, "virtio-pmem: could not register its state");
             host_memory_backend_set_mapped(pmem->memdev, false);
+            close(pmem->sync_fd);
             return;
         }
         if (pmem->migrate_contents) {
@@ -507,8 +520,12 @@ static void pmem_unrealize(DeviceState *dev)
     /* The guest let the device go: nothing is answered, nothing waits. */
     pmem_drop_requests(pmem);
     if (pmem->job) {
+        /* the running sync keeps our descriptor and closes it at its end */
         pmem->job->pmem = NULL;
+        pmem->job->owns_fd = true;
         pmem->job = NULL;
+    } else {
+        close(pmem->sync_fd);
     }
     qemu_del_vm_change_state_handler(pmem->vmstate_entry);
     qemu_bh_delete(pmem->resume_bh);

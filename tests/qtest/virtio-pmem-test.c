@@ -644,6 +644,60 @@ static void test_flush_reaches_file(void)
     pmem_stop(t);
 }
 
+/* How many syncfs records of @kind for @name began in [@from, @to] ns. */
+static guint count_records_of(const char *name, const char *kind,
+                              int64_t from, int64_t to)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    guint count = 0;
+
+    g_assert_true(g_file_get_contents(syncfs_dir.log, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (int i = 0; lines[i]; i++) {
+        g_auto(GStrv) f = g_strsplit(lines[i], " ", -1);
+        guint n = g_strv_length(f);
+        int64_t start;
+
+        if (n != 5 || strcmp(f[0], "B") || strcmp(f[2], kind) ||
+            strcmp(f[4], name)) {
+            continue;
+        }
+        start = g_ascii_strtoll(f[3], NULL, 10);
+        count += start >= from && start <= to;
+    }
+    return count;
+}
+
+/*
+ * A sync is only a sync: the device does not open or close descriptors of
+ * the file per sync.  On FUSE (and NFS) every close() writes back the
+ * file's dirty pages and waits, on QEMU's main loop; syncfs logs each as
+ * a "flush".  Eight flushes one after the other: eight syncs, no close.
+ */
+static void test_sync_does_not_close(void)
+{
+    PMem *t = pmem_start_fuse(NULL, 0);
+    g_autoptr(GArray) recs = NULL;
+    int64_t from;
+    Flush f;
+
+    if (!t) {
+        return;
+    }
+    from = mono_ns();
+    for (int i = 0; i < 8; i++) {
+        g_assert_cmpuint(pmem_flush(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, &f), ==,
+                         RESP_OK);
+    }
+    recs = sync_records(t);
+    g_assert_cmpuint(recs->len, ==, 8);
+    g_assert_cmpint(covering_sync(recs, &f, 0), ==, 7);
+    g_assert_cmpuint(count_records_of(t->fuse_name, "flush", from,
+                                      mono_ns()), ==, 0);
+    pmem_stop(t);
+}
+
 /*
  * While one sync runs (held 300 ms by syncfs), eight requests arrive: none
  * of them may be answered by that sync; one more sync, begun after the
@@ -2362,6 +2416,8 @@ int main(int argc, char **argv)
     qtest_add_func("/virtio-pmem/config-matches-memory-device", test_config);
     qtest_add_func("/virtio-pmem/flush-reaches-backing-file",
                    test_flush_reaches_file);
+    qtest_add_func("/virtio-pmem/sync-does-not-close-the-file",
+                   test_sync_does_not_close);
     qtest_add_func("/virtio-pmem/group-commit-never-answers-early",
                    test_group_commit);
     qtest_add_func("/virtio-pmem/failed-sync-answers-eio-to-its-requests",

@@ -43,6 +43,7 @@ struct VirtIOPMEM {
     HostMemoryBackend *memdev;
     uint64_t start;             /* guest-physical address of the range */
     int fd;                     /* the backend's file */
+    int sync_fd;                /* our duplicate of @fd, for the syncs */
     VMChangeStateEntry *vmstate_entry;
     QEMUBH *resume_bh;
     QEMUTimer *postcopy_timer;  /* a sync waits for postcopy's end */
