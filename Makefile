@@ -36,7 +36,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
+	kernel lab lab-kernel check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -92,6 +92,11 @@ kernel: deps
 # whose kvm_amd gives the KVM tests a real /dev/kvm (tests/lab/lab.py).
 lab: build guest-linux
 	@scripts/lab-build $(B)/guest $(B)/lab
+
+# The lab's second L1 kernel (DM_LAB_KERNEL=ours): our patched 6.12, its
+# KVM selftest coalesced_io_test and its initramfs (build/kernel/lab).
+lab-kernel: deps
+	@scripts/lab-kernel $(B)/kernel
 
 # Tiny real-mode guests: 64 KiB flat images loaded with -bios.
 $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
