@@ -129,9 +129,9 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build install-extras deb upstream guest kernel lab fuse-tools
+check: build install-extras deb upstream guest kernel lab lab-kernel fuse-tools
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel lab
+		kernel lab lab-ours
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -154,9 +154,10 @@ check-libvirt: install-extras guest-linux
 	@$(RUNNER) libvirt
 check-kernel: build kernel
 	@$(RUNNER) kernel
-# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
-check-lab: build upstream guest-tiny lab
-	@$(RUNNER) lab
+# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used),
+# on Debian's L1 kernel and on ours.
+check-lab: build upstream guest-tiny lab lab-kernel
+	@$(RUNNER) lab lab-ours
 # Deliberate breakages, each built into build/mutant and run against the
 # layer that must catch it (docs/testing.md); not part of make check.
 check-mutations: build upstream guest kernel lab fuse-tools
