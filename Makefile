@@ -36,7 +36,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
+	kernel lab lab-kernel check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
 	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -93,6 +93,11 @@ kernel: deps
 lab: build guest-linux
 	@scripts/lab-build $(B)/guest $(B)/lab
 
+# The lab's second L1 kernel (DM_LAB_KERNEL=ours): our patched 6.12, its
+# KVM selftest coalesced_io_test and its initramfs (build/kernel/lab).
+lab-kernel: deps
+	@scripts/lab-kernel $(B)/kernel
+
 # Tiny real-mode guests: 64 KiB flat images loaded with -bios.
 $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
@@ -124,9 +129,9 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build install-extras deb upstream guest kernel lab fuse-tools
+check: build install-extras deb upstream guest kernel lab lab-kernel fuse-tools
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel lab
+		kernel lab lab-ours
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -149,9 +154,10 @@ check-libvirt: install-extras guest-linux
 	@$(RUNNER) libvirt
 check-kernel: build kernel
 	@$(RUNNER) kernel
-# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
-check-lab: build upstream guest-tiny lab
-	@$(RUNNER) lab
+# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used),
+# on Debian's L1 kernel and on ours.
+check-lab: build upstream guest-tiny lab lab-kernel
+	@$(RUNNER) lab lab-ours
 # Deliberate breakages, each built into build/mutant and run against the
 # layer that must catch it (docs/testing.md); not part of make check.
 check-mutations: build upstream guest kernel lab fuse-tools
