@@ -113,9 +113,9 @@ $(B)/guest/s390x/%.elf: tests/guest-s390x/%.S
 	@s390x-linux-gnu-gcc -c -nostdinc -o $(B)/guest/s390x/$*.o $<
 	@s390x-linux-gnu-ld -Ttext=0x10000 -e _start -o $@ $(B)/guest/s390x/$*.o
 
-$(B)/bench/kvm-port-loop: bench/kvm-port-loop.c
+$(B)/bench/kvm-port-loop: bench/kvm-port-loop.c linux-headers/linux/kvm.h
 	@mkdir -p $(@D)
-	@gcc -O2 -Wall -o $@ $<
+	@gcc -O2 -Wall -I linux-headers -o $@ $<
 $(B)/bench/fsync-rate: bench/fsync-rate.c
 	@mkdir -p $(@D)
 	@gcc -O2 -Wall -pthread -o $@ $<
