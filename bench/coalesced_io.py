@@ -106,6 +106,7 @@ def figures_here(build, accel, reps, count, max_count):
         mode = "sized" if sized and zone_len else "coalesced"
         row = {"port": f"{port:#x}", "what": what, "width": width, "accel": accel,
                "kvm_zone_len": zone_len, "raw_coalesced_mode": mode,
+               "l1_kernel": os.environ.get("DM_LAB_KERNEL", "debian") if accel == "lab" else None,
                "raw_us": raw_loop(build, port, width, count, "plain", reps),
                "raw_coalesced_us": raw_loop(build, port, width, count, mode, reps)}
         for key, which, opts in (("upstream_us", "upstream", "kvm"), ("ours_us", "ours", "kvm"),
@@ -136,12 +137,17 @@ def main():
     ap = lab_run.parser()
     ap.add_argument("--count", type=int, default=50000, help="writes per run to start with")
     ap.add_argument("--max-count", type=int, default=800000)
+    ap.add_argument("--lab-only", action="store_true",
+                    help="the lab's figures only (not the host's KVM)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out_dir = lab_run.out_dir(args)
 
     rows = []
-    for accel in lab_run.places(args.where):
+    places = lab_run.places(args.where)
+    if args.lab_only and args.where != "here":
+        places = ["lab"]
+    for accel in places:
         if args.where == "here" or accel == "host":
             rows += figures_here(build, accel, args.reps, args.count, args.max_count)
         else:
