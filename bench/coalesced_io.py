@@ -98,10 +98,12 @@ def qemu_per_write(build, which, port, width, count, reps, max_count, accel="kvm
     return r
 
 
-def figures_here(build, accel, reps, count, max_count):
+def figures_here(build, accel, reps, count, max_count, ports=None):
     rows = []
     zone_len = kvm_zone_len()
     for port, width, what, sized in PORTS:
+        if ports and port not in ports:
+            continue
         print(f"bench: {accel}: port {port:#x} ({what})", flush=True)
         mode = "sized" if sized and zone_len else "coalesced"
         row = {"port": f"{port:#x}", "what": what, "width": width, "accel": accel,
@@ -139,6 +141,7 @@ def main():
     ap.add_argument("--max-count", type=int, default=800000)
     ap.add_argument("--lab-only", action="store_true",
                     help="the lab's figures only (not the host's KVM)")
+    ap.add_argument("--ports", help="comma-separated ports to measure (default: all)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out_dir = lab_run.out_dir(args)
@@ -149,14 +152,16 @@ def main():
         places = ["lab"]
     for accel in places:
         if args.where == "here" or accel == "host":
-            rows += figures_here(build, accel, args.reps, args.count, args.max_count)
+            rows += figures_here(build, accel, args.reps, args.count, args.max_count,
+                                 [int(p, 0) for p in args.ports.split(",")] if args.ports else None)
         else:
             # a nested exit costs 10-50x the host's: an eighth of the cap
             # keeps a lab run of one port within minutes
             cap = max(args.count, args.max_count // 8)
             rows += lab_run.run_in_lab(build, "coalesced_io.py", "coalesced-io",
                                        ["--reps", str(args.reps), "--count", str(args.count),
-                                        "--max-count", str(cap)])["figures"]
+                                        "--max-count", str(cap)]
+                                       + (["--ports", args.ports] if args.ports else []))["figures"]
     for r in rows:
         up_ours = ratio(r["upstream_us"], r["ours_us"])
         ours_limit = ratio(r["ours_us"], r["raw_coalesced_us"])

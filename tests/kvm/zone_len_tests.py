@@ -311,7 +311,7 @@ for m in MACHINES:
          "no warning, trace event, PCI scan and reset right",
          lambda b, m=m: test_refused_flag(b, m)),
         (f"coalesced-io/{m}: sized zone: PCI scan with the 4-byte zone at 0xcf8, its "
-         "writes queued (QMP) and not exits (KVM io_exits)",
+         "writes queued (QMP) and not exits to QEMU (kvm_run_exit)",
          lambda b, m=m: test_sized_pci_scan(b, m)),
         (f"coalesced-io/{m}: 0xcf8 byte and word accesses exit and work, 0xcf9 reads "
          "back at once, sized zone queues the dword writes",
