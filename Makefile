@@ -42,7 +42,7 @@ s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build sanitized install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
-	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
+	kernel lab lab-kernel check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
 	check-asan check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
@@ -103,6 +103,11 @@ kernel: deps
 lab: build guest-linux
 	@scripts/lab-build $(B)/guest $(B)/lab
 
+# The lab's second L1 kernel (DM_LAB_KERNEL=ours): our patched 6.12, its
+# KVM selftest coalesced_io_test and its initramfs (build/kernel/lab).
+lab-kernel: deps
+	@scripts/lab-kernel $(B)/kernel
+
 # Tiny real-mode guests: 64 KiB flat images loaded with -bios.
 $(B)/guest/%.bin: tests/guest/%.S $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
@@ -118,9 +123,9 @@ $(B)/guest/s390x/%.elf: tests/guest-s390x/%.S
 	@s390x-linux-gnu-gcc -c -nostdinc -o $(B)/guest/s390x/$*.o $<
 	@s390x-linux-gnu-ld -Ttext=0x10000 -e _start -o $@ $(B)/guest/s390x/$*.o
 
-$(B)/bench/kvm-port-loop: bench/kvm-port-loop.c
+$(B)/bench/kvm-port-loop: bench/kvm-port-loop.c linux-headers/linux/kvm.h
 	@mkdir -p $(@D)
-	@gcc -O2 -Wall -o $@ $<
+	@gcc -O2 -Wall -I linux-headers -o $@ $<
 $(B)/bench/fsync-rate: bench/fsync-rate.c
 	@mkdir -p $(@D)
 	@gcc -O2 -Wall -pthread -o $@ $<
@@ -134,9 +139,9 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build install-extras deb upstream guest kernel lab fuse-tools sanitized
+check: build install-extras deb upstream guest kernel lab lab-kernel fuse-tools sanitized
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel asan lab
+		kernel asan lab lab-ours
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -162,9 +167,10 @@ check-asan: sanitized upstream guest-tiny fuse-tools
 	@$(RUNNER) asan
 check-kernel: build kernel
 	@$(RUNNER) kernel
-# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
-check-lab: build upstream guest-tiny lab sanitized
-	@$(RUNNER) lab
+# Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used),
+# on Debian's L1 kernel and on ours.
+check-lab: build upstream guest-tiny lab lab-kernel sanitized
+	@$(RUNNER) lab lab-ours
 # Deliberate breakages, each built into build/mutant and run against the
 # layer that must catch it (docs/testing.md); not part of make check.
 check-mutations: build upstream guest kernel lab fuse-tools

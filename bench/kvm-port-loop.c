@@ -2,18 +2,21 @@
  * The limit for port-write costs: run the port-loop guest image directly on
  * /dev/kvm, with no VMM work but the exits themselves.
  *
- *   kvm-port-loop IMAGE PORT WIDTH COUNT coalesced|plain [REPEAT]
+ *   kvm-port-loop IMAGE PORT WIDTH COUNT coalesced|sized|plain [REPEAT]
  *
  * Loads the 64 KiB real-mode image at f000:0000, patches COUNT/PORT/WIDTH
  * into it, and runs it to its exit write on port 0xf4.  With `coalesced' the
- * port is registered as a coalesced PIO zone (KVM_CAP_COALESCED_PIO) and the
- * ring is emptied whenever KVM exits because it is full.  Prints one line per
- * repetition: "<ns per write> <exits> <ring entries>".
+ * port is registered as a coalesced PIO zone (KVM_CAP_COALESCED_PIO) of
+ * WIDTH bytes and the ring is emptied whenever KVM exits because it is full;
+ * `sized' restricts that zone to accesses of exactly WIDTH bytes
+ * (KVM_CAP_COALESCED_ZONE_LEN), as QEMU does for PCI CONFIG_ADDRESS.
+ * Prints one line per repetition: "<ns per write> <exits> <ring entries>".
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
 #include <fcntl.h>
+/* the tree's linux-headers/ (-I linux-headers): the sized zone flag */
 #include <linux/kvm.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,7 +67,8 @@ int main(int argc, char **argv)
 {
     if (argc < 6) {
         fprintf(stderr,
-                "usage: %s IMAGE PORT WIDTH COUNT coalesced|plain [REPEAT]\n",
+                "usage: %s IMAGE PORT WIDTH COUNT coalesced|sized|plain "
+                "[REPEAT]\n",
                 argv[0]);
         return 2;
     }
@@ -72,7 +76,8 @@ int main(int argc, char **argv)
     uint16_t port = number(argv[2]);
     uint8_t width = number(argv[3]);
     uint32_t count = number(argv[4]);
-    int coalesced = !strcmp(argv[5], "coalesced");
+    int sized = !strcmp(argv[5], "sized");
+    int coalesced = sized || !strcmp(argv[5], "coalesced");
     int repeat = argc > 6 ? atoi(argv[6]) : 1;
 
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -83,6 +88,11 @@ int main(int argc, char **argv)
     int pio = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO);
     if (coalesced && (ring_off <= 0 || pio <= 0)) {
         fprintf(stderr, "kvm-port-loop: this KVM has no coalesced PIO\n");
+        return 3;
+    }
+    if (sized && ioctl(kvm, KVM_CHECK_EXTENSION,
+                       KVM_CAP_COALESCED_ZONE_LEN) <= 0) {
+        fprintf(stderr, "kvm-port-loop: this KVM has no sized zones\n");
         return 3;
     }
     int vm = ioctl(kvm, KVM_CREATE_VM, 0);
@@ -112,7 +122,9 @@ int main(int argc, char **argv)
     }
     if (coalesced) {
         struct kvm_coalesced_mmio_zone zone = {
-            .addr = port, .size = width, .pio = 1,
+            .addr = port, .size = width,
+            .flags = KVM_COALESCED_ZONE_PIO |
+                   (sized ? KVM_COALESCED_ZONE_LEN(width) : 0),
         };
         if (ioctl(vm, KVM_REGISTER_COALESCED_MMIO, &zone) < 0) {
             die("KVM_REGISTER_COALESCED_MMIO");

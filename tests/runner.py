@@ -4,9 +4,12 @@
 Usage: tests/runner.py --build DIR LAYER...
 
 Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel,
-asan (unit, qtest and migration again with the sanitizer build), lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
-inside it; tests/lab/lab.py) and lab-kvm (tests that need a complete KVM,
-run only inside the lab).
+asan (unit, qtest and migration again with the sanitizer build),
+lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
+inside it; tests/lab/lab.py), lab-kvm (tests that need a complete KVM,
+run only inside the lab), lab-ours (boots the L1 on our patched 6.12 kernel
+and runs lab-ours-kvm, kvm and kvm-migration inside it) and lab-ours-kvm
+(tests of our kernel's KVM, run only inside that L1).
 
 Each layer's tests print as `ok N - layer: name`, `not ok N - ...` or
 `ok N - ... # SKIP reason`; the last line is `N passed, N failed, N skipped`
@@ -62,7 +65,7 @@ TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 # layer ends.  Generous: they catch hangs, they time nothing.
 DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
             "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400,
-            "asan": 3600}
+            "asan": 3600, "lab-ours": 2400, "lab-ours-kvm": 900}
 
 
 class LayerTimeout(BaseException):
@@ -208,6 +211,19 @@ def layer_lab_kvm(tap, build):
     run_module(tap, "lab", "lab_kvm_tests", build)
 
 
+def layer_lab_ours(tap, build):
+    sys.path.insert(0, os.path.join(TOP, "tests/lab"))
+    import lab
+    lab.run_ours(tap, build)
+
+
+def layer_lab_ours_kvm(tap, build):
+    if os.environ.get("DM_LAB_KERNEL") != "ours":
+        tap.result(False, "lab-ours-kvm: runs inside the lab on our kernel only (make check-lab)")
+        return
+    run_module(tap, "lab", "lab_ours_tests", build)
+
+
 def layer_e2e(tap, build):
     sys.path.insert(0, os.path.join(TOP, "tests/e2e"))
     import e2e_tests
@@ -255,7 +271,8 @@ LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
           "s390x": layer_s390x, "migration": layer_migration, "compat": layer_compat,
           "style": layer_style, "install": layer_install,
           "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm,
-          "asan": layer_asan}
+          "asan": layer_asan, "lab-ours": layer_lab_ours,
+          "lab-ours-kvm": layer_lab_ours_kvm}
 
 
 def on_alarm(signum, frame):

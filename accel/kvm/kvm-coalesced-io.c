@@ -26,6 +26,16 @@
  *   write queued for it is in the ring by then, before any later write.
  * - A zone the kernel refuses is reported, and its region works uncoalesced
  *   (it stays flush-coalesced, so it is simply accessed through exits).
+ * - A region that only needs writes of one size coalesced
+ *   (memory_region_set_coalesced_access_size(): PCI CONFIG_ADDRESS) gets,
+ *   where KVM can restrict a zone to one access length
+ *   (KVM_CAP_COALESCED_ZONE_LEN), one zone of that length per aligned
+ *   block whose first byte the flat view maps to it, even where other
+ *   regions hide the block's later bytes (the reset control register at
+ *   0xcf9): those regions' accesses, of other lengths, keep exiting.
+ *   Without the capability, or when KVM refuses such a zone as invalid
+ *   (the capability number meaning something else), the region gets the
+ *   zones of its flat ranges, as any other.
  *
  * Zones change and the ring is replayed under the BQL: replays come from
  * flushing accesses (prepare_mmio_access takes it), the memory transaction
@@ -64,8 +74,21 @@ typedef struct CoalescedZone {
     bool registered;
     int error;                  /* -errno of a refused registration */
     const char *why_not;        /* or why it was never tried */
+    /* the flat range the memory listener announced (its key) */
+    uint64_t range_addr;
+    uint64_t range_size;
+    /*
+     * the zone given to KVM: the flat range, or one block of a sized
+     * region, which takes only accesses of access_len bytes (0: any)
+     */
     uint64_t addr;
     uint64_t size;
+    unsigned access_len;
+    /*
+     * a sized region's flat range in which no block starts: nothing is
+     * registered for it, and it is not shown
+     */
+    bool covered;
 
     uint64_t writes;
     uint64_t replays;
@@ -100,6 +123,8 @@ typedef struct CoalescedIO {
     KVMState *kvm;
     bool mmio_cap;
     bool pio_cap;
+    bool zone_len_cap;          /* KVM_CAP_COALESCED_ZONE_LEN */
+    bool zone_len_refused;      /* yet KVM refused a sized zone: fall back */
     bool pio_allowed;
     bool draining;
     bool in_update;             /* inside a topology update (begin..commit) */
@@ -128,7 +153,14 @@ static CoalescedIO cio = {
 static bool zone_covers(CoalescedZone *z, bool pio, uint64_t addr,
                         unsigned len)
 {
-    return z->pio == pio && addr >= z->addr && addr - z->addr + len <= z->size;
+    return z->pio == pio && addr >= z->addr &&
+           addr - z->addr + len <= z->size &&
+           (!z->access_len || len == z->access_len);
+}
+
+static bool sized_zones(void)
+{
+    return cio.zone_len_cap && !cio.zone_len_refused;
 }
 
 static CoalescedZone *zone_find(bool pio, uint64_t addr, unsigned len)
@@ -309,20 +341,25 @@ static void update_exit_filter(void)
     }
 }
 
+/* Register or unregister a zone; both with the same flags. */
 static int zone_ioctl(CoalescedZone *z, bool add)
 {
     struct kvm_coalesced_mmio_zone kz = {
         .addr = z->addr,
         .size = z->size,
-        .pio = z->pio,
+        .flags = (z->pio ? KVM_COALESCED_ZONE_PIO : 0) |
+                 KVM_COALESCED_ZONE_LEN(z->access_len),
     };
     int ret = kvm_vm_ioctl(cio.kvm, add ? KVM_REGISTER_COALESCED_MMIO
                                         : KVM_UNREGISTER_COALESCED_MMIO, &kz);
 
     trace_kvm_coalesced_io_zone(add ? "register" : "unregister", z->pio,
-                                z->addr, z->size, z->region, ret);
+                                z->addr, z->size, z->access_len, z->region,
+                                ret);
     return ret;
 }
+
+static void zones_fall_back(void);
 
 static void zone_register(CoalescedZone *z)
 {
@@ -339,6 +376,19 @@ static void zone_register(CoalescedZone *z)
         return;
     }
     ret = zone_ioctl(z, true);
+    if (ret == -EINVAL && z->access_len) {
+        /*
+         * The capability said yes, yet the kernel does not know the flag
+         * (a capability number of another meaning): not the user's
+         * problem, the region gets the zones every kernel takes.  This
+         * frees z.
+         */
+        trace_kvm_coalesced_io_zone_len_refused(z->pio, z->addr, z->size,
+                                                z->region, z->access_len);
+        cio.zone_len_refused = true;
+        zones_fall_back();
+        return;
+    }
     if (ret < 0) {
         z->error = ret;
         warn_report("KVM refused the coalesced %s zone 0x%" PRIx64 "+0x%" PRIx64
@@ -371,17 +421,27 @@ static void zone_free_rcu(CoalescedZone *z)
     g_free(z);
 }
 
-static void zone_add(MemoryRegionSection *section, hwaddr addr, hwaddr size,
-                     bool pio)
+static CoalescedZone *zone_new(const char *region, bool latch, bool pio,
+                               hwaddr range_addr, hwaddr range_size,
+                               hwaddr addr, hwaddr size, unsigned access_len)
 {
     CoalescedZone *z = g_new0(CoalescedZone, 1);
 
-    z->region = g_strdup(memory_region_name(section->mr));
-    z->latch = memory_region_coalesced_latch(section->mr);
+    z->region = g_strdup(region);
+    z->latch = latch;
     z->pio = pio;
+    z->range_addr = range_addr;
+    z->range_size = range_size;
     z->addr = addr;
     z->size = size;
+    z->access_len = access_len;
     g_ptr_array_add(cio.zones, z);
+    return z;
+}
+
+/* Register a new zone, or say why not; z may be gone when this returns. */
+static void zone_start(CoalescedZone *z)
+{
     if (!cio.mmio_cap) {
         z->why_not = "KVM has no coalesced MMIO (KVM_CAP_COALESCED_MMIO)";
     } else {
@@ -389,48 +449,138 @@ static void zone_add(MemoryRegionSection *section, hwaddr addr, hwaddr size,
     }
 }
 
+/*
+ * A region that asked for zones of one access length gets one zone per
+ * naturally aligned block of its coalesced range whose first byte lies in
+ * this flat range: every access of that length the zone can take starts
+ * at the block's first byte, so it is dispatched to the region, whatever
+ * covers the block's later bytes.  (memory_region_add_coalescing() keeps
+ * the coalesced ranges of such a region aligned to the length.)
+ */
+static void zone_add_sized(MemoryRegionSection *section, hwaddr addr,
+                           hwaddr size, bool pio, unsigned len)
+{
+    MemoryRegion *mr = section->mr;
+    const char *name = memory_region_name(mr);
+    bool latch = memory_region_coalesced_latch(mr);
+    hwaddr off = section->offset_within_region +
+                 (addr - section->offset_within_address_space);
+    unsigned blocks = 0;
+
+    for (hwaddr b = ROUND_UP(off, len);
+         b < off + size && b + len <= memory_region_size(mr) && sized_zones();
+         b += len, blocks++) {
+        zone_start(zone_new(name, latch, pio, addr, size, addr + (b - off),
+                            len, len));
+    }
+    trace_kvm_coalesced_io_range(pio, addr, size, name, len, blocks);
+    if (!blocks) {
+        zone_new(name, latch, pio, addr, size, addr, size, 0)->covered = true;
+    }
+}
+
+static void zone_add(MemoryRegionSection *section, hwaddr addr, hwaddr size,
+                     bool pio)
+{
+    unsigned len = memory_region_coalesced_access_size(section->mr);
+
+    if (len && sized_zones()) {
+        zone_add_sized(section, addr, size, pio, len);
+        return;
+    }
+    zone_start(zone_new(memory_region_name(section->mr),
+                        memory_region_coalesced_latch(section->mr), pio,
+                        addr, size, addr, size, 0));
+}
+
+/* Unregister a zone, keep what it queued for the next drain, free it. */
+static void zone_remove(CoalescedZone *z)
+{
+    zone_unregister(z);
+    if (z->pending) {
+        /*
+         * A drain is replaying and changed the topology: the zone's
+         * collapsed write goes out with the other pending ones, when the
+         * drain goes on after the update.
+         */
+        OrphanWrite w = {
+            .pio = z->pio, .len = z->pending_len, .addr = z->pending_addr,
+        };
+
+        memcpy(w.data, z->pending_data, w.len);
+        g_array_append_val(cio.orphans, w);
+        g_ptr_array_remove(cio.pending, z);
+    }
+    if (cio.last_hit == z) {
+        cio.last_hit = NULL;
+    }
+    g_ptr_array_remove(cio.zones, z);
+    /* the exit path may still be looking at it */
+    call_rcu(z, zone_free_rcu, rcu);
+    /*
+     * Writes queued for it until the unregister: replayed once the update
+     * has committed; outside one (a region that stops coalescing), from a
+     * bottom half, or by any flush before.
+     */
+    if (!ring_empty()) {
+        if (cio.in_update) {
+            cio.replay_after_update = true;
+        } else {
+            qemu_bh_schedule(cio.replay_bh);
+        }
+    }
+}
+
 static void zone_del(hwaddr addr, hwaddr size, bool pio)
+{
+    /* a sized region's flat range may have several zones */
+    for (guint i = cio.zones->len; i-- > 0;) {
+        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
+
+        if (z->pio == pio && z->range_addr == addr && z->range_size == size) {
+            zone_remove(z);
+        }
+    }
+}
+
+static bool zone_plain_exists(CoalescedZone *sized)
 {
     for (guint i = 0; i < cio.zones->len; i++) {
         CoalescedZone *z = g_ptr_array_index(cio.zones, i);
 
-        if (z->pio == pio && z->addr == addr && z->size == size) {
-            zone_unregister(z);
-            if (z->pending) {
-                /*
-                 * A drain is replaying and changed the topology: the
-                 * zone's collapsed write goes out with the other pending
-                 * ones, when the drain goes on after the update.
-                 */
-                OrphanWrite w = {
-                    .pio = z->pio, .len = z->pending_len,
-                    .addr = z->pending_addr,
-                };
-
-                memcpy(w.data, z->pending_data, w.len);
-                g_array_append_val(cio.orphans, w);
-                g_ptr_array_remove(cio.pending, z);
-            }
-            if (cio.last_hit == z) {
-                cio.last_hit = NULL;
-            }
-            g_ptr_array_steal_index(cio.zones, i);
-            /* the exit path may still be looking at it */
-            call_rcu(z, zone_free_rcu, rcu);
-            /*
-             * Writes queued for it until the unregister: replayed once the
-             * update has committed; outside one (a region that stops
-             * coalescing), from a bottom half, or by any flush before.
-             */
-            if (!ring_empty()) {
-                if (cio.in_update) {
-                    cio.replay_after_update = true;
-                } else {
-                    qemu_bh_schedule(cio.replay_bh);
-                }
-            }
-            return;
+        if (!z->access_len && !z->covered && z->pio == sized->pio &&
+            z->range_addr == sized->range_addr &&
+            z->range_size == sized->range_size) {
+            return true;
         }
+    }
+    return false;
+}
+
+/*
+ * KVM refused a sized zone: replace every sized zone, and every flat range
+ * they left without one, by the zones of the flat ranges.
+ */
+static void zones_fall_back(void)
+{
+    g_autoptr(GPtrArray) sized = g_ptr_array_new();
+
+    for (guint i = 0; i < cio.zones->len; i++) {
+        CoalescedZone *z = g_ptr_array_index(cio.zones, i);
+
+        if (z->access_len || z->covered) {
+            g_ptr_array_add(sized, z);
+        }
+    }
+    for (guint i = 0; i < sized->len; i++) {
+        CoalescedZone *z = g_ptr_array_index(sized, i);
+
+        if (!zone_plain_exists(z)) {
+            zone_start(zone_new(z->region, z->latch, z->pio, z->range_addr,
+                                z->range_size, z->range_addr, z->range_size,
+                                0));
+        }
+        zone_remove(z);
     }
 }
 
@@ -490,6 +640,8 @@ void kvm_coalesced_io_init(KVMState *s)
     cio.mmio_cap = kvm_check_extension(s, KVM_CAP_COALESCED_MMIO) > 0;
     cio.pio_cap = cio.mmio_cap &&
                   kvm_check_extension(s, KVM_CAP_COALESCED_PIO) > 0;
+    cio.zone_len_cap = cio.mmio_cap &&
+                       kvm_check_extension(s, KVM_CAP_COALESCED_ZONE_LEN) > 0;
     cio.zones = g_ptr_array_new();
     cio.pending = g_ptr_array_new();
     cio.orphans = g_array_new(false, false, sizeof(OrphanWrite));
@@ -599,6 +751,7 @@ CoalescedIOInfo *qmp_x_query_coalesced_io(Error **errp)
         info->reason = g_strdup("KVM has no coalesced MMIO "
                                 "(KVM_CAP_COALESCED_MMIO)");
     }
+    info->x_zone_len = sized_zones();
     info->ring_entries = cio.ring_entries;
     info->drains = cio.drains;
     info->stop_drains = cio.stop_drains;
@@ -606,13 +759,19 @@ CoalescedIOInfo *qmp_x_query_coalesced_io(Error **errp)
 
     for (guint i = 0; i < cio.zones->len; i++) {
         CoalescedZone *z = g_ptr_array_index(cio.zones, i);
-        CoalescedIOZone *qz = g_new0(CoalescedIOZone, 1);
+        CoalescedIOZone *qz;
 
+        if (z->covered) {
+            continue;
+        }
+        qz = g_new0(CoalescedIOZone, 1);
         qz->region = g_strdup(z->region);
         qz->space = z->pio ? COALESCED_IO_SPACE_IO : COALESCED_IO_SPACE_MEMORY;
         qz->addr = z->addr;
         qz->size = z->size;
         qz->latch = z->latch;
+        qz->has_x_access_len = z->access_len != 0;
+        qz->x_access_len = z->access_len;
         qz->registered = z->registered;
         if (z->error) {
             qz->error = g_strdup_printf("KVM refused it: %s",

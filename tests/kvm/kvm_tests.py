@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import guests
+import zone_len_tests
 
 # tests/guest/cmos-nvram.S: the value it writes to NVRAM register 0x40 and
 # reports back through isa-debug-exit.
@@ -537,6 +538,9 @@ TESTS.append(("hyperv: guest CPUID 0x40000003 EDX bit 19 with hv-stimer-direct",
               test_hv_cpuid_bit19))
 TESTS.append(("hyperv: x-hv-provided lists what the guest's CPUID shows",
               test_hv_provided_matches_guest))
+
+# sized coalesced zones: 0xcf8 (tests/kvm/zone_len_tests.py)
+TESTS += zone_len_tests.TESTS
 
 
 def run(tap, build):

@@ -10,6 +10,12 @@ so our build and the host's python run there unchanged (tests/lab/init).
 run_in_lab() runs one shell command in a fresh L1 and relays its console;
 run() is the test layer: it runs the kvm, kvm-migration and lab-kvm layers
 inside the L1 and reports each of their results as `lab: ...`.
+
+The L1 kernel is Debian's 6.1 (build/guest/vmlinuz, modules in
+build/lab/initramfs.cpio.gz) unless DM_LAB_KERNEL=ours asks for our patched
+6.12 (scripts/lab-kernel: build/kernel/lab/, everything built in).
+run_ours() is the lab-ours layer: one boot of our L1 running the layers of
+OURS_INNER_LAYERS, reported as `lab-6.12: ...`.
 """
 import os
 import re
@@ -34,6 +40,12 @@ INNER_LAYERS = ("kvm", "kvm-migration", "lab-kvm", "asan")
 # The asan layer in the L1 runs the KVM layers with the sanitizer build
 # (tests/asan): ours sanitized on a real KVM.
 ASAN_INNER_LAYERS = "kvm,kvm-migration"
+# The L1 kernels run_in_lab() boots (DM_LAB_KERNEL), the default first.
+L1_KERNELS = ("debian", "ours")
+# The layers run in our L1 (the lab-ours layer), in this order: the tests
+# of our kernel's KVM (lab-ours-kvm) and the held-over KVM layers.
+OURS_INNER_LAYERS = ("lab-ours-kvm", "kvm", "kvm-migration")
+OURS_PREFIX = "lab-6.12"
 # /etc files the host's programs read (the dynamic linker's cache, users,
 # mke2fs's defaults, the alternatives links into /usr).
 ETC_FILES = ("passwd", "group", "hosts", "nsswitch.conf", "ld.so.cache", "ld.so.conf",
@@ -49,12 +61,33 @@ def results_dir(build):
     return os.path.join(lab_dir(build), "results")
 
 
-def unavailable(build):
+def l1_kernel(kernel=None):
+    """Which L1 kernel: `kernel`, else DM_LAB_KERNEL, else Debian's."""
+    kernel = kernel or os.environ.get("DM_LAB_KERNEL") or L1_KERNELS[0]
+    if kernel not in L1_KERNELS:
+        raise ValueError(f"DM_LAB_KERNEL={kernel!r}: not one of {', '.join(L1_KERNELS)}")
+    return kernel
+
+
+def ours_dir(build):
+    return os.path.join(build, "kernel", "lab")
+
+
+def l1_files(build, kernel=None):
+    """(kernel image, initramfs, make target building them) of an L1 kernel."""
+    if l1_kernel(kernel) == "ours":
+        return (os.path.join(ours_dir(build), "bzImage"),
+                os.path.join(ours_dir(build), "initramfs.cpio.gz"), "make lab-kernel")
+    return (os.path.join(build, "guest", "vmlinuz"),
+            os.path.join(lab_dir(build), "initramfs.cpio.gz"), "make lab")
+
+
+def unavailable(build, kernel=None):
     """None when the lab can boot, else what is missing (make lab builds it)."""
-    for path in (guests.qemu_binary(build), os.path.join(build, "guest", "vmlinuz"),
-                 os.path.join(lab_dir(build), "initramfs.cpio.gz")):
+    image, initrd, target = l1_files(build, kernel)
+    for path in (guests.qemu_binary(build), image, initrd):
         if not os.path.exists(path):
-            return f"{path} missing (make lab)"
+            return f"{path} missing ({target})"
     return None
 
 
@@ -96,11 +129,11 @@ def _mounts(build):
     return mounts
 
 
-def l1_command(build, initrd):
+def l1_command(build, initrd, kernel=None):
     cmd = [guests.qemu_binary(build), "-M", "q35", "-accel", "tcg,thread=multi",
            "-cpu", "max", "-smp", str(L1_CPUS), "-m", L1_MEMORY,
            "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-           "-kernel", os.path.join(build, "guest", "vmlinuz"), "-initrd", initrd,
+           "-kernel", l1_files(build, kernel)[0], "-initrd", initrd,
            "-append", "console=ttyS0 panic=-1 quiet"]
     for tag, path, mode in _mounts(build):
         cmd += ["-virtfs", f"local,path={path},mount_tag={tag},security_model=none"
@@ -108,27 +141,31 @@ def l1_command(build, initrd):
     return cmd
 
 
-def run_in_lab(build, command, timeout=2400, on_line=None):
+def run_in_lab(build, command, timeout=2400, on_line=None, kernel=None):
     """Boot an L1, run `command` (sh, in the tree's top directory) as root
-    with DM_LAB=1, power off.  Each console line goes to on_line(line).
+    with DM_LAB=1 and DM_LAB_KERNEL set to the L1 kernel's name, power off.
+    The kernel is `kernel` or DM_LAB_KERNEL's ("debian", the default, or
+    "ours").  Each console line goes to on_line(line).
     Returns (the command's exit status or None, console text)."""
+    kernel = l1_kernel(kernel)
     res = os.path.realpath(results_dir(build))
     shutil.rmtree(res, ignore_errors=True)
     os.makedirs(res)
     conf = "".join([
         "LAB_MOUNTS=" + shlex.quote("\n".join(" ".join(m) for m in _mounts(build))) + "\n",
         "LAB_RESULTS=" + shlex.quote(res) + "\n",
-        "LAB_CMD=" + shlex.quote(f"cd {shlex.quote(TOP)} && {command}") + "\n",
+        "LAB_CMD=" + shlex.quote(f"cd {shlex.quote(TOP)} && export DM_LAB_KERNEL={kernel}"
+                                 f" && {command}") + "\n",
     ])
     files = _etc_archive()
     files["lab.conf"] = (0o100644, conf.encode())
-    with open(os.path.join(lab_dir(build), "initramfs.cpio.gz"), "rb") as f:
+    with open(l1_files(build, kernel)[1], "rb") as f:
         base = f.read()
     fd, initrd = tempfile.mkstemp(prefix="lab-initrd-", suffix=".gz")
     with os.fdopen(fd, "wb") as f:
         f.write(base)
         f.write(guests._cpio_newc(files))
-    p = subprocess.Popen(l1_command(build, initrd), stdout=subprocess.PIPE,
+    p = subprocess.Popen(l1_command(build, initrd, kernel), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     console = []
     buf = b""
@@ -167,11 +204,12 @@ def run_in_lab(build, command, timeout=2400, on_line=None):
 
 class Relay:
     """Reports the inner runner's TAP lines as results of the host's run,
-    named `lab: ...`, as they come; its `#` lines (a failure's diagnostics
-    among them) are printed as they are."""
+    named `lab: ...` (`PREFIX: ...`), as they come; its `#` lines (a
+    failure's diagnostics among them) are printed as they are."""
 
-    def __init__(self, tap):
+    def __init__(self, tap, prefix="lab"):
         self.tap = tap
+        self.prefix = prefix
         self.results = 0
         self.summary = None
 
@@ -179,7 +217,7 @@ class Relay:
         m = tap_line(line)
         if m:
             ok, name, skip = m
-            self.tap.result(ok, f"lab: {name}", skip=skip)
+            self.tap.result(ok, f"{self.prefix}: {name}", skip=skip)
             self.results += 1
         elif line.startswith("#"):
             print(line, flush=True)
@@ -224,3 +262,27 @@ def run(tap, build):
                    diag=console[-4000:])
     elif relay.results == 0:
         tap.result(False, "lab: the L1's runner reported no result", diag=console[-4000:])
+
+
+def run_ours(tap, build):
+    """The lab-ours layer: one boot of our patched L1 kernel running the
+    layers of OURS_INNER_LAYERS (DM_LAB_OURS_LAYERS, comma-separated, runs
+    only some of them), their results reported as `lab-6.12: ...`."""
+    why = unavailable(build, "ours")
+    if why:
+        tap.result(False, f"{OURS_PREFIX}: L1 guest", diag=why)
+        return
+    relay = Relay(tap, OURS_PREFIX)
+    t0 = time.monotonic()
+    layers = os.environ.get("DM_LAB_OURS_LAYERS", "").split(",") if os.environ.get(
+        "DM_LAB_OURS_LAYERS") else OURS_INNER_LAYERS
+    status, console = run_in_lab(build, inner_command(build, layers), timeout=1800,
+                                 on_line=relay.line, kernel="ours")
+    print(f"# {OURS_PREFIX}: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
+          flush=True)
+    if relay.summary is None or status is None:
+        tap.result(False, f"{OURS_PREFIX}: the L1's runner finished and reported its summary",
+                   diag=console[-4000:])
+    elif relay.results == 0:
+        tap.result(False, f"{OURS_PREFIX}: the L1's runner reported no result",
+                   diag=console[-4000:])
