@@ -37,7 +37,7 @@ RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
 	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
-	check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
+	check-kernel check-lab check-fuzz check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -124,9 +124,9 @@ $(B)/fuse/syncfs: tests/fuse/syncfs.c | deps
 fuse-tools: $(B)/fuse/syncfs
 
 # The unmodified base too: qtests check migration to and from it.
-check: build install-extras deb upstream guest kernel lab fuse-tools
+check: build install-extras deb upstream guest kernel lab fuse-tools sanitized
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel lab
+		kernel lab fuzz
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -149,6 +149,10 @@ check-libvirt: install-extras guest-linux
 	@$(RUNNER) libvirt
 check-kernel: build kernel
 	@$(RUNNER) kernel
+# Our libFuzzer targets of the sanitizer build, a bounded time each, and
+# their kept crash inputs replayed (docs/testing.md, "Fuzzing").
+check-fuzz: sanitized
+	@$(RUNNER) fuzz
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used).
 check-lab: build upstream guest-tiny lab
 	@$(RUNNER) lab

@@ -3,7 +3,7 @@
 
 Usage: tests/runner.py --build DIR LAYER...
 
-Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel,
+Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel, fuzz,
 lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
 inside it; tests/lab/lab.py) and lab-kvm (tests that need a complete KVM,
 run only inside the lab).
@@ -61,7 +61,8 @@ TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 # Layer deadlines (s): past one, the layer's running test fails and the
 # layer ends.  Generous: they catch hangs, they time nothing.
 DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
-            "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400}
+            "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400,
+            "fuzz": 1800}
 
 
 class LayerTimeout(BaseException):
@@ -239,6 +240,10 @@ def layer_style(tap, build):
     run_module(tap, "style", "style_tests", build)
 
 
+def layer_fuzz(tap, build):
+    run_module(tap, "fuzz", "fuzz_tests", build)
+
+
 def layer_s390x(tap, build):
     sys.path.insert(0, os.path.join(TOP, "tests/s390x"))
     import s390x_tests
@@ -249,7 +254,8 @@ LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
           "kvm-migration": layer_kvm_migration, "e2e": layer_e2e, "kernel": layer_kernel,
           "s390x": layer_s390x, "migration": layer_migration, "compat": layer_compat,
           "style": layer_style, "install": layer_install,
-          "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm}
+          "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm,
+          "fuzz": layer_fuzz}
 
 
 def on_alarm(signum, frame):
