@@ -78,20 +78,95 @@ def inp(size, base, offset):
     return bytes([0, size, base]) + struct.pack("<H", offset)
 
 
-# The coalesced ports' regions in address order: rtc-index 0x70, rtc 0x71,
-# pci-conf-idx 0xcf8, pci-conf-data 0xcfc (bases 0..3).
+def pci_write(size, offset, value):
+    """generic-fuzz OP_PCI_WRITE to the host bridge (the only PCI device
+    listed): a 32-bit CONFIG_ADDRESS write to 0xcf8, then 0xcfc."""
+    return bytes([5, size, 0, offset, 0]) + struct.pack("<I", value)
+
+
+def pci_read(size, offset):
+    return bytes([4, size, 0, offset])
+
+
+# The coalesced ports' flat ranges in address order (generic-fuzz's
+# "base"): rtc-index 0x70, rtc 0x71, pci-conf-idx 0xcf8 and 0xcfa-0xcfb
+# (0xcf9 is the reset control register), pci-conf-data 0xcfc.
 BYTE, WORD, LONG = 0, 1, 2
+RTC_INDEX, RTC_DATA, CONF_IDX, CONF_IDX_HI, CONF_DATA = range(5)
 PORTS = {
-    "rtc-index-data": generic(out(BYTE, 0, 0, 0x0e), out(BYTE, 1, 0, 0x5a),
-                              out(BYTE, 0, 0, 0x0e), inp(BYTE, 1, 0)),
-    "rtc-index-repeated": generic(*[out(BYTE, 0, 0, r) for r in (0x0a, 0x0b, 0x0c, 0x8e)],
-                                  inp(BYTE, 1, 0), out(BYTE, 1, 0, 0x26)),
-    "pci-config": generic(out(LONG, 2, 0, 0x80000000), inp(LONG, 3, 0),
-                          out(LONG, 2, 0, 0x80000008), inp(BYTE, 3, 2),
-                          out(WORD, 2, 0, 0x8000), inp(LONG, 3, 0)),
-    "pci-config-bytes": generic(out(BYTE, 2, 0, 0x04), out(BYTE, 2, 1, 0x00),
-                                out(BYTE, 2, 3, 0x80), inp(WORD, 3, 0),
-                                out(BYTE, 3, 1, 0x01)),
+    "rtc-index-data": generic(out(BYTE, RTC_INDEX, 0, 0x0e), out(BYTE, RTC_DATA, 0, 0x5a),
+                              out(BYTE, RTC_INDEX, 0, 0x0e), inp(BYTE, RTC_DATA, 0)),
+    "rtc-index-repeated": generic(*[out(BYTE, RTC_INDEX, 0, r) for r in (0x0a, 0x0b, 0x0c, 0x8e)],
+                                  inp(BYTE, RTC_DATA, 0), out(BYTE, RTC_DATA, 0, 0x26)),
+    # the host bridge's ID, then its data port again with the address kept
+    "pci-config-read": generic(pci_read(LONG, 0x00), inp(LONG, CONF_DATA, 0),
+                               inp(WORD, CONF_DATA, 2), inp(BYTE, CONF_IDX_HI, 0)),
+    # byte writes to CONFIG_ADDRESS (ignored) between config accesses
+    "pci-config-bytes": generic(pci_read(LONG, 0x08), out(BYTE, CONF_IDX, 0, 0x04),
+                                out(WORD, CONF_IDX_HI, 0, 0x8000), inp(LONG, CONF_DATA, 0),
+                                out(BYTE, CONF_DATA, 1, 0x01)),
+}
+# PAM and SMRAM: i440fx 0x59-0x5f and 0x72, mch 0x90-0x96 and 0x9d
+PORTS_PC = dict(PORTS, **{
+    "pam-smram": generic(pci_write(BYTE, 0x59, 0x30), pci_write(LONG, 0x5c, 0x33333333),
+                         pci_write(BYTE, 0x72, 0x4a), out(BYTE, CONF_DATA, 0, 0x0a),
+                         pci_read(BYTE, 0x72)),
+})
+PORTS_Q35 = dict(PORTS, **{
+    "pam-smram": generic(pci_write(BYTE, 0x90, 0x30), pci_write(LONG, 0x94, 0x33333333),
+                         pci_write(BYTE, 0x9d, 0x4a), out(BYTE, CONF_DATA, 1, 0x0a),
+                         pci_read(BYTE, 0x9e)),
+})
+
+
+def mmio_write(size, base, offset, value):
+    """generic-fuzz OP_WRITE: MMIO to the BASE-th fuzzable region."""
+    return bytes([3, size, base, 0, 0]) + struct.pack("<IQ", offset, value)
+
+
+def mmio_read(size, base, offset):
+    return bytes([2, size, base, 0, 0]) + struct.pack("<I", offset)
+
+
+def dma_pattern(index, stride, data):
+    """generic-fuzz OP_ADD_DMA_PATTERN: what the device's next reads of
+    guest memory find there."""
+    return bytes([7, index, stride]) + data
+
+
+# virtio-pmem-pci's regions in address order: the modern BAR's common
+# config, ISR, device config and notify regions.
+COMMON, ISR, DEVICE, NOTIFY = range(4)
+QUAD = 3
+STATUS, GF_SELECT, GF, Q_SELECT, Q_SIZE, Q_ENABLE = 0x14, 0x08, 0x0c, 0x16, 0x18, 0x1c
+Q_DESC, Q_AVAIL, Q_USED = 0x20, 0x28, 0x30
+
+
+def virtio_setup(qsize=4):
+    return [mmio_write(BYTE, COMMON, STATUS, 0), mmio_write(BYTE, COMMON, STATUS, 3),
+            mmio_write(LONG, COMMON, GF_SELECT, 1), mmio_write(LONG, COMMON, GF, 1),
+            mmio_write(BYTE, COMMON, STATUS, 0xb), mmio_write(WORD, COMMON, Q_SELECT, 0),
+            mmio_write(WORD, COMMON, Q_SIZE, qsize),
+            mmio_write(QUAD, COMMON, Q_DESC, 0x100000),
+            mmio_write(QUAD, COMMON, Q_AVAIL, 0x100800),
+            mmio_write(QUAD, COMMON, Q_USED, 0x101000),
+            mmio_write(WORD, COMMON, Q_ENABLE, 1), mmio_write(BYTE, COMMON, STATUS, 0xf)]
+
+
+# a descriptor-shaped pattern: 16 bytes at 0x200000, length 4, NEXT, next 1
+DESC_LIKE = struct.pack("<QIHH", 0x200000, 4, 1, 1)
+PMEM_PCI = {
+    "setup-notify": generic(*virtio_setup(), dma_pattern(0, 0, b"\x01\x00\x00\x00"),
+                            mmio_write(WORD, NOTIFY, 0, 0)),
+    "setup-desc-pattern": generic(*virtio_setup(8), dma_pattern(0, 0, b"\x01\x00" + DESC_LIKE),
+                                  mmio_write(WORD, NOTIFY, 0, 0),
+                                  mmio_write(WORD, NOTIFY, 0, 0)),
+    "config-isr": generic(mmio_read(QUAD, DEVICE, 0), mmio_read(QUAD, DEVICE, 8),
+                          mmio_read(BYTE, ISR, 0), mmio_read(LONG, COMMON, 0x04)),
+    "reset-after-notify": generic(*virtio_setup(), dma_pattern(0, 0, b"\x00"),
+                                  mmio_write(WORD, NOTIFY, 0, 0),
+                                  mmio_write(BYTE, COMMON, STATUS, 0),
+                                  mmio_write(WORD, NOTIFY, 0, 0)),
 }
 
 
@@ -105,8 +180,9 @@ def write(target, seeds):
 
 def main():
     write("virtio-pmem-fuzz", PMEM)
-    write("generic-fuzz-coalesced-ports-pc", PORTS)
-    write("generic-fuzz-coalesced-ports-q35", PORTS)
+    write("generic-fuzz-virtio-pmem-pci", PMEM_PCI)
+    write("generic-fuzz-coalesced-ports-pc", PORTS_PC)
+    write("generic-fuzz-coalesced-ports-q35", PORTS_Q35)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@
  *   flight; the device comes back on the next operation that needs it),
  *   STOP, CONT.
  *
- * The device answers FLUSH from the thread pool: DRAIN (and the end of
- * every input) runs the main loop until every completion has run
- * (fuzz_drain_async()), so what an input starts ends inside it.  After a
+ * The device answers FLUSH from the thread pool, in a completion that the
+ * main loop runs.  The target runs the main loop only at DRAIN and at the
+ * end of the input, until every completion has run (fuzz_drain_async()):
+ * between two drains a sync stays in flight whatever the worker thread
+ * did, so a reset, an unplug or a stop meets it, the same way in every
+ * run of an input, and what an input starts ends inside it.  After a
  * drain the target checks what must hold whatever the guest did: with the
  * VM running nothing is left waiting, every used element is a valid head
  * with length 4; after an unplug the backend takes a new device.  A failed
@@ -35,6 +38,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/rcu.h"
 #include "qapi/qapi-commands-misc.h"
 #include "qapi/qapi-commands-qdev.h"
 #include "qobject/qdict.h"
@@ -115,9 +119,11 @@ typedef struct PMemFuzz {
     uint32_t ind_off;
     uint64_t pmem_start;
     unsigned unplugs;
+    bool unplugged_since_drain;
 } PMemFuzz;
 
 static PMemFuzz F;
+static const uint8_t zeroes[RING_AREA];
 
 static uint8_t get8(Input *in)
 {
@@ -187,7 +193,8 @@ static void driver_setup(uint8_t setup)
         want |= 1ull << VIRTIO_RING_F_EVENT_IDX;
     }
     vdev->bus->set_status(vdev, 0);
-    qtest_memset(F.qts, RING_BASE, 0, RING_AREA);
+    /* not qtest_memset(): the base's fuzzer wrapper of it leaks its buffer */
+    qtest_memwrite(F.qts, RING_BASE, zeroes, RING_AREA);
     F.avail_idx = F.used_seen = F.next_desc = 0;
     status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
     vdev->bus->set_status(vdev, status);
@@ -220,7 +227,7 @@ static void device_attach(void)
         check_failed("no virtio-pmem-pci in its slot");
     }
     qvirtio_pci_device_enable(F.dev);
-    F.pmem_start = qvirtio_config_readq(&F.dev->vdev, 0);
+    F.pmem_start = pmem_device()->start;
     F.plugged = true;
     F.ready = false;
 }
@@ -529,12 +536,18 @@ static void op_unplug(Input *in)
     }
     qtest_outl(F.qts, ACPI_PCIHP_SEL, 0);
     qtest_outl(F.qts, ACPI_PCIHP_EJ, 1u << PMEM_SLOT);
-    flush_events(F.qts);
+    /*
+     * The memory regions' references are dropped in RCU callbacks: run
+     * them, so that the device is freed now and not at some later moment
+     * of the fuzzer (what uses it after that is then a use after free).
+     */
+    drain_call_rcu();
     if (object_resolve_path("/machine/peripheral/" PMEM_ID, NULL)) {
         check_failed("device_del and eject left the device in place");
     }
     device_detach();
     F.plugged = F.ready = false;
+    F.unplugged_since_drain = true;
 }
 
 /*
@@ -546,6 +559,11 @@ static void drain_and_check(void)
     VirtIOPMEM *pmem;
     uint16_t used_idx, n;
 
+    if (F.unplugged_since_drain) {
+        /* what an unplug freed is freed before anything can use it */
+        drain_call_rcu();
+        F.unplugged_since_drain = false;
+    }
     if (!fuzz_drain_async()) {
         check_failed("a sync's completion did not come within 10 s");
     }
@@ -667,7 +685,6 @@ static void virtio_pmem_fuzz(QTestState *s, const unsigned char *data,
             op_status(&in);
             break;
         }
-        flush_events(s);
     }
 
     /* the end of the input: everything it started ends here */
@@ -684,6 +701,16 @@ static void virtio_pmem_fuzz(QTestState *s, const unsigned char *data,
     F.bus = NULL;
     fuzz_reset(s);
     drain_and_check();
+}
+
+/*
+ * The VM's start scheduled the device's resume bottom half: run it before
+ * the first input, so that it does not take that input's first requests
+ * from the ring (without a kick), as it would not for any later input.
+ */
+static void virtio_pmem_pre_fuzz(QTestState *s)
+{
+    flush_events(s);
 }
 
 static GString *virtio_pmem_fuzz_cmdline(FuzzTarget *t)
@@ -709,6 +736,7 @@ static void register_virtio_pmem_fuzz_targets(void)
                        "chains built from the input, resets, unplugs and "
                        "VM stops in between",
         .get_init_cmdline = virtio_pmem_fuzz_cmdline,
+        .pre_fuzz = virtio_pmem_pre_fuzz,
         .fuzz = virtio_pmem_fuzz,
     });
 }
