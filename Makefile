@@ -22,11 +22,17 @@ QEMU_OPTS := --target-list=$(subst $(space),$(comma),$(foreach t,$(target_names)
 UPSTREAM_OPTS := --target-list=$(subst $(space),$(comma),$(foreach t,$(subst $(comma),$(space),$(UPSTREAM_TARGETS)),$(t)-softmmu)) \
 	--enable-kvm $(if $(filter yes,$(ASAN)),--enable-asan --enable-ubsan)
 BASEDIR := $(if $(BASE),$(BASE),$(B)/base)
+# The sanitizer build (build/sanitized): ours with Debian's clang, ASan, UBSan
+# and libFuzzer's instrumentation, for the asan and fuzz layers.
+SANITIZED_OPTS := --cc='ccache clang' --host-cc='ccache clang' --cxx='ccache clang++' \
+	--target-list=x86_64-softmmu --enable-kvm --enable-asan --enable-ubsan --enable-fuzzing
 
 # What our tests need from the QEMU build.
 unit_tests := $(shell sed -e 's/\#.*//' tests/unit/downstream-unit-tests.txt | awk 'NF {print $$1}')
 qtests := $(shell sed -e 's/\#.*//' tests/qtest/downstream-qtests.txt)
 ours_targets := $(foreach t,$(target_names),qemu-system-$(t)) \
+	$(addprefix tests/unit/,$(unit_tests)) $(addprefix tests/qtest/,$(qtests))
+sanitized_targets := qemu-system-x86_64 qemu-fuzz-x86_64 \
 	$(addprefix tests/unit/,$(unit_tests)) $(addprefix tests/qtest/,$(qtests))
 
 tiny_guests := $(patsubst tests/guest/%.S,$(B)/guest/%.bin,$(wildcard tests/guest/*.S))
@@ -35,9 +41,9 @@ s390x_guests := $(patsubst tests/guest-s390x/%.S,$(B)/guest/s390x/%.elf,$(wildca
 s390x_layer := $(if $(filter s390x,$(target_names)),s390x)
 RUNNER := python3 tests/runner.py --build $(B)
 
-.PHONY: all deps base prepare build install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
+.PHONY: all deps base prepare build sanitized install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
 	kernel lab check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
-	check-kernel check-lab check-fuzz check-mutations guest-s390x demo bench clean distclean
+	check-asan check-kernel check-lab check-fuzz check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -71,6 +77,10 @@ uninstall:
 # The Debian package qemu-dm-system (build/deb/), beside Debian's own QEMU.
 deb: install-extras
 	@scripts/make-deb $(B)
+
+sanitized: prepare
+	@scripts/build-qemu dm-sanitized $(B)/ours/src $(B)/sanitized/qemu $(B)/tools \
+		"$(SANITIZED_OPTS)" $(sanitized_targets)
 
 upstream: base
 	@scripts/prepare-tree --pristine $(BASEDIR) $(B)/upstream/src
@@ -126,7 +136,7 @@ fuse-tools: $(B)/fuse/syncfs
 # The unmodified base too: qtests check migration to and from it.
 check: build install-extras deb upstream guest kernel lab fuse-tools sanitized
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel lab fuzz
+		kernel asan lab fuzz
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -147,6 +157,9 @@ check-style: base kernel
 	@$(RUNNER) style
 check-libvirt: install-extras guest-linux
 	@$(RUNNER) libvirt
+# The unit, qtest and migration layers with the sanitizer build (tests/asan).
+check-asan: sanitized upstream guest-tiny fuse-tools
+	@$(RUNNER) asan
 check-kernel: build kernel
 	@$(RUNNER) kernel
 # Our libFuzzer targets of the sanitizer build, a bounded time each, and

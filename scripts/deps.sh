@@ -17,6 +17,9 @@ pkgs=(
     seabios qemu-system-data ipxe-qemu
     # the FUSE file system of the virtio-pmem tests (tests/fuse)
     fuse3 libfuse3-dev
+    # the sanitizer build (make sanitized: ASan, UBSan, libFuzzer) and its
+    # reports' symbols
+    clang libclang-rt-14-dev llvm
     # Linux guest userland
     busybox-static
     # building the patched Linux 6.12 (tests/kernel)

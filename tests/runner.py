@@ -3,9 +3,10 @@
 
 Usage: tests/runner.py --build DIR LAYER...
 
-Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel, fuzz,
-lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
-inside it; tests/lab/lab.py) and lab-kvm (tests that need a complete KVM,
+Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel,
+asan (unit, qtest and migration again with the sanitizer build), fuzz
+(our libFuzzer targets; tests/fuzz), lab (boots the nested-KVM L1 guest
+and runs kvm, kvm-migration and lab-kvm inside it; tests/lab/lab.py) and lab-kvm (tests that need a complete KVM,
 run only inside the lab).
 
 Each layer's tests print as `ok N - layer: name`, `not ok N - ...` or
@@ -62,7 +63,7 @@ TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 # layer ends.  Generous: they catch hangs, they time nothing.
 DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
             "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400,
-            "fuzz": 1800}
+            "asan": 3600, "fuzz": 1800}
 
 
 class LayerTimeout(BaseException):
@@ -240,6 +241,10 @@ def layer_style(tap, build):
     run_module(tap, "style", "style_tests", build)
 
 
+def layer_asan(tap, build):
+    run_module(tap, "asan", "asan_tests", build)
+
+
 def layer_fuzz(tap, build):
     run_module(tap, "fuzz", "fuzz_tests", build)
 
@@ -255,7 +260,7 @@ LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
           "s390x": layer_s390x, "migration": layer_migration, "compat": layer_compat,
           "style": layer_style, "install": layer_install,
           "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm,
-          "fuzz": layer_fuzz}
+          "asan": layer_asan, "fuzz": layer_fuzz}
 
 
 def on_alarm(signum, frame):

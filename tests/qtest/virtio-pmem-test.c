@@ -1342,10 +1342,12 @@ static void set_postcopy(QTestState *qts)
 
 /*
  * Migrate to a QEMU with a file of its own (x-migrate-contents=on), with
- * a flush in flight: syncfs holds the source's sync 500 ms and the
- * migration starts while it runs (begun, not returned).  Nothing waits
- * for it: the request goes to the destination as not answered, and the
- * destination answers it OK after a sync of its own file (on syncfs in
+ * a flush in flight: syncfs holds the source's sync 2 s (long enough for
+ * the migrate command to arrive under a sanitizer build on a loaded
+ * machine) and the migration starts while it runs (begun, not returned).
+ * Nothing waits for it: the request goes to the destination as not
+ * answered, and the destination answers it OK after a sync of its own
+ * file (on syncfs in
  * precopy: the log shows it, begun after the migration started and
  * returned before the answer was seen; postcopy needs tmpfs, where only
  * the answer shows).  The destination's file has the contents, and its
@@ -1358,7 +1360,7 @@ static void test_migrate(const void *data)
     g_autofree char *sock = g_strdup_printf("%s/pmem-mig-%d.sock",
                                             g_get_tmp_dir(), getpid());
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    PMem *src = pmem_start_fuse(opts, 500000);
+    PMem *src = pmem_start_fuse(opts, 2000000);
     g_autofree char *dst_path = NULL;
     g_autofree char *dst_name = NULL;
     g_autoptr(GArray) recs = NULL;
@@ -1388,7 +1390,7 @@ static void test_migrate(const void *data)
         set_postcopy(src->qts);
         set_postcopy(dst);
     }
-    /* the destination is up first: the sync's 500 ms are for the start */
+    /* the destination is up first: the sync's 2 s are for the start */
     qvirtqueue_reset_pool(src->vq);
     f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
     f.avail_ns = pmem_kick(src, f.head);
