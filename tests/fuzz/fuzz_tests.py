@@ -109,7 +109,7 @@ def verdict(rc, out, cwd):
     """(ok, why): a clean libFuzzer run exits 0 with no report and leaves
     no crash/leak/timeout artifact behind."""
     artifacts = [n for n in os.listdir(cwd)
-                 if n.startswith(("crash-", "leak-", "timeout-", "oom-", "slow-unit-"))]
+                 if n.startswith(("crash-", "leak-", "timeout-", "oom-"))]
     m = REPORT.search(out)
     if rc == 0 and not m and not artifacts:
         return True, ""
@@ -175,6 +175,7 @@ def test_fuzz(build, target, seconds, start):
                 for n in os.listdir(cwd):
                     if n.startswith(("crash-", "leak-", "timeout-", "oom-")):
                         shutil.copy(os.path.join(cwd, n), keep)
+            print(f"# fuzz: {target}: {stats(out)}", flush=True)
             return ok, (why + "\n" if why else "") + stats(out)
     return fn
 
