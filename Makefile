@@ -43,7 +43,7 @@ RUNNER := python3 tests/runner.py --build $(B)
 
 .PHONY: all deps base prepare build sanitized install install-extras uninstall deb upstream guest guest-tiny guest-linux bench-tools fuse-tools \
 	kernel lab lab-kernel check check-unit check-qtest check-kvm check-e2e check-migration check-compat check-install check-libvirt check-style check-s390x \
-	check-asan check-kernel check-lab check-mutations guest-s390x demo bench clean distclean
+	check-asan check-kernel check-lab check-fuzz check-mutations guest-s390x demo bench clean distclean
 
 all: build $(if $(filter yes,$(WITH_UPSTREAM)),upstream)
 
@@ -141,7 +141,7 @@ fuse-tools: $(B)/fuse/syncfs
 # The unmodified base too: qtests check migration to and from it.
 check: build install-extras deb upstream guest kernel lab lab-kernel fuse-tools sanitized
 	@$(RUNNER) style unit qtest kvm kvm-migration e2e install libvirt migration compat $(s390x_layer) \
-		kernel asan lab lab-ours
+		kernel asan fuzz lab lab-ours
 check-unit: build
 	@$(RUNNER) unit
 check-qtest: build upstream fuse-tools
@@ -167,6 +167,10 @@ check-asan: sanitized upstream guest-tiny fuse-tools
 	@$(RUNNER) asan
 check-kernel: build kernel
 	@$(RUNNER) kernel
+# Our libFuzzer targets of the sanitizer build, a bounded time each, and
+# their kept crash inputs replayed (docs/testing.md, "Fuzzing").
+check-fuzz: sanitized
+	@$(RUNNER) fuzz
 # Every KVM test, in the lab's nested KVM (the host's /dev/kvm is not used),
 # on Debian's L1 kernel and on ours.
 check-lab: build upstream guest-tiny lab lab-kernel sanitized

@@ -4,7 +4,8 @@
 Usage: tests/runner.py --build DIR LAYER...
 
 Layers: unit, qtest, kvm, kvm-migration, e2e, migration, s390x, kernel,
-asan (unit, qtest and migration again with the sanitizer build),
+asan (unit, qtest and migration again with the sanitizer build), fuzz
+(our libFuzzer targets; tests/fuzz),
 lab (boots the nested-KVM L1 guest and runs kvm, kvm-migration and lab-kvm
 inside it; tests/lab/lab.py), lab-kvm (tests that need a complete KVM,
 run only inside the lab), lab-ours (boots the L1 on our patched 6.12 kernel
@@ -65,7 +66,7 @@ TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 # layer ends.  Generous: they catch hangs, they time nothing.
 DEADLINE = {"unit": 600, "qtest": 1800, "kvm": 900, "kvm-migration": 900, "e2e": 900,
             "migration": 1800, "s390x": 900, "compat": 900, "style": 600, "install": 900, "libvirt": 900, "kernel": 900, "lab": 3000, "lab-kvm": 2400,
-            "asan": 3600, "lab-ours": 2400, "lab-ours-kvm": 900}
+            "asan": 3600, "fuzz": 1800, "lab-ours": 2400, "lab-ours-kvm": 900}
 
 
 class LayerTimeout(BaseException):
@@ -260,6 +261,10 @@ def layer_asan(tap, build):
     run_module(tap, "asan", "asan_tests", build)
 
 
+def layer_fuzz(tap, build):
+    run_module(tap, "fuzz", "fuzz_tests", build)
+
+
 def layer_s390x(tap, build):
     sys.path.insert(0, os.path.join(TOP, "tests/s390x"))
     import s390x_tests
@@ -271,7 +276,7 @@ LAYERS = {"unit": layer_unit, "qtest": layer_qtest, "kvm": layer_kvm,
           "s390x": layer_s390x, "migration": layer_migration, "compat": layer_compat,
           "style": layer_style, "install": layer_install,
           "libvirt": layer_libvirt, "lab": layer_lab, "lab-kvm": layer_lab_kvm,
-          "asan": layer_asan, "lab-ours": layer_lab_ours,
+          "asan": layer_asan, "fuzz": layer_fuzz, "lab-ours": layer_lab_ours,
           "lab-ours-kvm": layer_lab_ours_kvm}
 
 

@@ -224,14 +224,18 @@ static void pmem_handle_queue(VirtIODevice *vdev, VirtQueue *vq)
         uint32_t type;
 
         req->arrived_ns = now_ns();
+        /*
+         * The device is broken from here on, but what it took before is
+         * well formed: answer and sync it below, as for a good batch.
+         */
         if (iov_size(req->elem.out_sg, req->elem.out_num) < sizeof(type)) {
             pmem_bad_request(pmem, req, "request without a 4-byte type");
-            return;
+            break;
         }
         if (iov_size(req->elem.in_sg, req->elem.in_num) < sizeof(uint32_t)) {
             pmem_bad_request(pmem, req,
                              "request without room for the response");
-            return;
+            break;
         }
         iov_to_buf(req->elem.out_sg, req->elem.out_num, 0, &type, sizeof(type));
         type = le32_to_cpu(type);
