@@ -7,6 +7,7 @@
   a test script is appended as a second cpio archive and its output is read
   from the serial console.
 """
+import contextlib
 import gzip
 import io
 import json
@@ -407,6 +408,28 @@ class TinyVM:
             raise RuntimeError(f"QEMU did not exit in {timeout}s")
         return self.proc.returncode
 
+    def migrate_to_file(self, stream, timeout=60):
+        """Migrate to the file `stream`; returns how it ended: "completed",
+        "failed", or "did not complete" when it was neither in time."""
+        self.qmp.cmd("migrate", uri=f"file:{stream}")
+        deadline = time.monotonic() + timeout
+        while self.qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                return "did not complete"
+            time.sleep(0.05)
+        return self.qmp.cmd("query-migrate")["status"]
+
+    def load_file(self, stream, timeout=60):
+        """Load the migration file `stream` into this VM (started with
+        incoming="defer"); whether it was loaded (the VM paused) in time."""
+        self.qmp.cmd("migrate-incoming", uri=f"file:{stream}")
+        deadline = time.monotonic() + timeout
+        while self.qmp.cmd("query-status")["status"] != "paused":
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def close(self):
         stop_qemu(self.proc, self.qmp)
         subprocess.run(["rm", "-rf", self.dir])
@@ -416,6 +439,31 @@ class TinyVM:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def tiny_migrated(build, image, machine, query):
+    """The tiny guest `image` run until it prints "W" (it waits for the
+    harness there), stopped, migrated to a file, and loaded from it into
+    a second QEMU, paused.  Yields (that TinyVM, QMP command `query`'s
+    answer before the stop, its answer after).  Raises when the guest
+    finished before the stop, or the migration or the load failed."""
+    with tempfile.TemporaryDirectory() as d:
+        stream = os.path.join(d, "vm.migration")
+        with TinyVM(build, image, machine=machine) as src:
+            src.wait_output("W\n")
+            before = src.qmp.cmd(query)
+            src.qmp.cmd("stop")
+            if src.proc.poll() is not None:
+                raise RuntimeError("the guest finished before the harness stopped it")
+            after = src.qmp.cmd(query)
+            status = src.migrate_to_file(stream)
+        if status != "completed":
+            raise RuntimeError(f"migration {status}")
+        with TinyVM(build, image, machine=machine, incoming="defer") as dst:
+            if not dst.load_file(stream):
+                raise RuntimeError("destination did not load the stream")
+            yield dst, before, after
 
 
 class QemuVM:
