@@ -54,13 +54,7 @@ RAW_BASE_MIB = 160                  # raw mode writes past it
 # the trace event each implementation fires once per host sync
 SYNC_EVENT = {"ours": "virtio_pmem_sync_done", "upstream": "virtio_pmem_flush_done"}
 
-GUEST_SCRIPT = """#!/bin/sh
-modprobe virtio_pci
-modprobe virtio_pmem
-modprobe nd_pmem
-modprobe ext4
-i=0
-while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+GUEST_SCRIPT = "#!/bin/sh\n" + guests.LOAD_PMEM + """modprobe ext4
 mount -t ext4 -o dax /dev/pmem0 /mnt || echo "@@ error mount"
 grep -q 'pmem0 /mnt ext4 .*dax' /proc/mounts || echo "@@ error no-dax"
 echo "@@ cpus $(grep -c ^processor /proc/cpuinfo)"

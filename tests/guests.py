@@ -88,6 +88,15 @@ def patched_image(build, image, out, **fields):
     return out
 
 
+# Linux guest: load the virtio-pmem driver, wait for /dev/pmem0 (up to 20 s).
+LOAD_PMEM = """modprobe virtio_pci
+modprobe virtio_pmem
+modprobe nd_pmem
+i=0
+while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+"""
+
+
 def _cpio_newc(files):
     """A gzipped newc cpio archive of {path: (mode, bytes)}."""
     buf = io.BytesIO()
