@@ -31,7 +31,6 @@ BUILD/bench/virtio-pmem-guest.{md,json}.
 """
 import argparse
 import os
-import select
 import statistics
 import subprocess
 import sys
@@ -107,16 +106,8 @@ def make_image(path):
 
 def console_lines(proc, timeout):
     """Yield the guest console's lines until it ends or `timeout` s pass."""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
     buf = ""
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 1)
-        if not r:
-            continue
-        chunk = os.read(fd, 65536).decode(errors="replace")
-        if not chunk:
-            break
+    for chunk in guests.console_chunks(proc, time.monotonic() + timeout):
         buf += chunk
         *lines, buf = buf.split("\n")
         for line in lines:

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import select
 import socket
 import subprocess
 import tempfile
@@ -173,31 +174,39 @@ def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
     return p, initrd
 
 
-def read_until(proc, marker, timeout):
-    """Read a guest's console (proc.stdout, text) until a line holds
-    `marker`, the guest ends, or `timeout` s pass; returns the text.  Never
+def console_chunks(proc, deadline):
+    """Yield what a guest prints on its console (proc.stdout), as it comes,
+    until the guest ends or time.monotonic() reaches `deadline`.  Never
     blocks past the deadline, even when the guest prints nothing."""
-    import select
-    out = []
-    buf = ""
-    deadline = time.monotonic() + timeout
     fd = proc.stdout.fileno()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            out.append(f"[runner: no {marker!r} after {timeout}s]\n")
-            break
+            return
         r, _, _ = select.select([fd], [], [], min(left, 1))
         if not r:
             continue
         chunk = os.read(fd, 65536).decode(errors="replace")
         if not chunk:
-            break
+            return
+        yield chunk
+
+
+def read_until(proc, marker, timeout):
+    """Read a guest's console (proc.stdout, text) until a line holds
+    `marker`, the guest ends, or `timeout` s pass; returns the text."""
+    out = []
+    buf = ""
+    deadline = time.monotonic() + timeout
+    for chunk in console_chunks(proc, deadline):
         buf += chunk
         out.append(chunk)
         if marker in buf:
             break
         buf = buf[-len(marker):]
+    else:
+        if time.monotonic() >= deadline:
+            out.append(f"[runner: no {marker!r} after {timeout}s]\n")
     return "".join(out)
 
 
