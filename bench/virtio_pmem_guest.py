@@ -31,7 +31,6 @@ BUILD/bench/virtio-pmem-guest.{md,json}.
 """
 import argparse
 import os
-import select
 import statistics
 import subprocess
 import sys
@@ -54,13 +53,7 @@ RAW_BASE_MIB = 160                  # raw mode writes past it
 # the trace event each implementation fires once per host sync
 SYNC_EVENT = {"ours": "virtio_pmem_sync_done", "upstream": "virtio_pmem_flush_done"}
 
-GUEST_SCRIPT = """#!/bin/sh
-modprobe virtio_pci
-modprobe virtio_pmem
-modprobe nd_pmem
-modprobe ext4
-i=0
-while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+GUEST_SCRIPT = "#!/bin/sh\n" + guests.LOAD_PMEM + """modprobe ext4
 mount -t ext4 -o dax /dev/pmem0 /mnt || echo "@@ error mount"
 grep -q 'pmem0 /mnt ext4 .*dax' /proc/mounts || echo "@@ error no-dax"
 echo "@@ cpus $(grep -c ^processor /proc/cpuinfo)"
@@ -113,16 +106,8 @@ def make_image(path):
 
 def console_lines(proc, timeout):
     """Yield the guest console's lines until it ends or `timeout` s pass."""
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
     buf = ""
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 1)
-        if not r:
-            continue
-        chunk = os.read(fd, 65536).decode(errors="replace")
-        if not chunk:
-            break
+    for chunk in guests.console_chunks(proc, time.monotonic() + timeout):
         buf += chunk
         *lines, buf = buf.split("\n")
         for line in lines:

@@ -7,10 +7,12 @@
   a test script is appended as a second cpio archive and its output is read
   from the serial console.
 """
+import contextlib
 import gzip
 import io
 import json
 import os
+import select
 import socket
 import subprocess
 import tempfile
@@ -85,6 +87,15 @@ def patched_image(build, image, out, **fields):
     with open(out, "wb") as f:
         f.write(data)
     return out
+
+
+# Linux guest: load the virtio-pmem driver, wait for /dev/pmem0 (up to 20 s).
+LOAD_PMEM = """modprobe virtio_pci
+modprobe virtio_pmem
+modprobe nd_pmem
+i=0
+while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+"""
 
 
 def _cpio_newc(files):
@@ -163,31 +174,39 @@ def linux_guest_start(build, script, qemu_args=(), which="ours", machine="q35",
     return p, initrd
 
 
-def read_until(proc, marker, timeout):
-    """Read a guest's console (proc.stdout, text) until a line holds
-    `marker`, the guest ends, or `timeout` s pass; returns the text.  Never
+def console_chunks(proc, deadline):
+    """Yield what a guest prints on its console (proc.stdout), as it comes,
+    until the guest ends or time.monotonic() reaches `deadline`.  Never
     blocks past the deadline, even when the guest prints nothing."""
-    import select
-    out = []
-    buf = ""
-    deadline = time.monotonic() + timeout
     fd = proc.stdout.fileno()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            out.append(f"[runner: no {marker!r} after {timeout}s]\n")
-            break
+            return
         r, _, _ = select.select([fd], [], [], min(left, 1))
         if not r:
             continue
         chunk = os.read(fd, 65536).decode(errors="replace")
         if not chunk:
-            break
+            return
+        yield chunk
+
+
+def read_until(proc, marker, timeout):
+    """Read a guest's console (proc.stdout, text) until a line holds
+    `marker`, the guest ends, or `timeout` s pass; returns the text."""
+    out = []
+    buf = ""
+    deadline = time.monotonic() + timeout
+    for chunk in console_chunks(proc, deadline):
         buf += chunk
         out.append(chunk)
         if marker in buf:
             break
         buf = buf[-len(marker):]
+    else:
+        if time.monotonic() >= deadline:
+            out.append(f"[runner: no {marker!r} after {timeout}s]\n")
     return "".join(out)
 
 
@@ -407,6 +426,28 @@ class TinyVM:
             raise RuntimeError(f"QEMU did not exit in {timeout}s")
         return self.proc.returncode
 
+    def migrate_to_file(self, stream, timeout=60):
+        """Migrate to the file `stream`; returns how it ended: "completed",
+        "failed", or "did not complete" when it was neither in time."""
+        self.qmp.cmd("migrate", uri=f"file:{stream}")
+        deadline = time.monotonic() + timeout
+        while self.qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
+            if time.monotonic() > deadline:
+                return "did not complete"
+            time.sleep(0.05)
+        return self.qmp.cmd("query-migrate")["status"]
+
+    def load_file(self, stream, timeout=60):
+        """Load the migration file `stream` into this VM (started with
+        incoming="defer"); whether it was loaded (the VM paused) in time."""
+        self.qmp.cmd("migrate-incoming", uri=f"file:{stream}")
+        deadline = time.monotonic() + timeout
+        while self.qmp.cmd("query-status")["status"] != "paused":
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def close(self):
         stop_qemu(self.proc, self.qmp)
         subprocess.run(["rm", "-rf", self.dir])
@@ -416,6 +457,31 @@ class TinyVM:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def tiny_migrated(build, image, machine, query):
+    """The tiny guest `image` run until it prints "W" (it waits for the
+    harness there), stopped, migrated to a file, and loaded from it into
+    a second QEMU, paused.  Yields (that TinyVM, QMP command `query`'s
+    answer before the stop, its answer after).  Raises when the guest
+    finished before the stop, or the migration or the load failed."""
+    with tempfile.TemporaryDirectory() as d:
+        stream = os.path.join(d, "vm.migration")
+        with TinyVM(build, image, machine=machine) as src:
+            src.wait_output("W\n")
+            before = src.qmp.cmd(query)
+            src.qmp.cmd("stop")
+            if src.proc.poll() is not None:
+                raise RuntimeError("the guest finished before the harness stopped it")
+            after = src.qmp.cmd(query)
+            status = src.migrate_to_file(stream)
+        if status != "completed":
+            raise RuntimeError(f"migration {status}")
+        with TinyVM(build, image, machine=machine, incoming="defer") as dst:
+            if not dst.load_file(stream):
+                raise RuntimeError("destination did not load the stream")
+            yield dst, before, after
 
 
 class QemuVM:

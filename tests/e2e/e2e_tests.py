@@ -8,15 +8,6 @@ import guests
 
 PMEM_SIZE = 128 << 20
 
-LOAD_PMEM = """
-modprobe virtio_pci
-modprobe virtio_pmem
-modprobe nd_pmem
-i=0
-while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
-"""
-
-
 def pmem_args(path, size=PMEM_SIZE):
     return ["-object", f"memory-backend-file,id=mem1,share=on,mem-path={path},size={size}",
             "-device", "virtio-pmem-pci,memdev=mem1,id=nv1"]
@@ -26,7 +17,7 @@ def test_pmem_size(build):
     with tempfile.TemporaryDirectory() as d:
         backing = os.path.join(d, "pmem.img")
         allocated_file(backing)
-        script = "#!/bin/sh\n" + LOAD_PMEM + """
+        script = "#!/bin/sh\n" + guests.LOAD_PMEM + """
 if [ -b /dev/pmem0 ]; then
     echo "@@ pmem0_bytes $(( $(cat /sys/block/pmem0/size) * 512 ))"
 fi
@@ -39,7 +30,7 @@ fi
 def dax_write_script(path, text):
     """Guest: mount the pmem's ext4 with -o dax, write and fsync a file
     (busybox `sync FILE` is fsync(2) on it)."""
-    return "#!/bin/sh\n" + LOAD_PMEM + f"""
+    return "#!/bin/sh\n" + guests.LOAD_PMEM + f"""
 modprobe ext4
 mount -t ext4 -o dax /dev/pmem0 /mnt && echo "@@ mounted dax"
 grep -q 'pmem0 /mnt ext4 .*dax' /proc/mounts && echo "@@ dax_in_mounts yes"

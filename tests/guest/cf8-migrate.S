@@ -45,32 +45,9 @@ start:
     print msg_done
     park
 
-wait_tsc:                       /* spin until the TSC advanced by ECX (0: 2^32) */
-    push %edi
-    rdtsc
-    mov %edx, %edi
-    add %ecx, %eax
-    adc $0, %edi
-    test %ecx, %ecx
-    jnz 1f
-    inc %edi
-1:  mov %eax, %esi              /* deadline in EDI:ESI */
-2:  rdtsc
-    cmp %edi, %edx
-    jb 2b
-    ja 3f
-    cmp %esi, %eax
-    jb 2b
-3:  pop %edi
-    ret
+#include "wait-tsc.inc"
 
-puthex32:               /* EAX as eight hex digits */
-    push %eax
-    shr $16, %eax
-    call puthex16
-    pop %eax
-    call puthex16
-    ret
+#include "puthex32.inc"
 
 msg_wait:   .asciz "W\n"
 msg_first:  .asciz "first "

@@ -69,13 +69,7 @@ start:
     print msg_done
     park
 
-puthex32:               /* EAX as eight hex digits */
-    push %eax
-    shr $16, %eax
-    call puthex16
-    pop %eax
-    call puthex16
-    ret
+#include "puthex32.inc"
 
 msg_addr:   .asciz "addr "
 msg_rcr:    .asciz "rcr "

@@ -35,22 +35,7 @@ start:
     in $0x71, %al
     exit_with_al
 
-wait_tsc:                       /* spin until the TSC advanced by ECX (0: 2^32) */
-    rdtsc
-    mov %edx, %edi
-    add %ecx, %eax
-    adc $0, %edi
-    test %ecx, %ecx
-    jnz 1f
-    inc %edi
-1:  mov %eax, %esi              /* deadline in EDI:ESI */
-2:  rdtsc
-    cmp %edi, %edx
-    jb 2b
-    ja 3f
-    cmp %esi, %eax
-    jb 2b
-3:  ret
+#include "wait-tsc.inc"
 
 msg_wait:   .asciz "W\n"
 

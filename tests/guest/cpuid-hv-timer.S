@@ -48,14 +48,8 @@ space_hex32:            /* " " then EAX */
     mov $' ', %al
     out %al, $0xe9
     pop %ax
-    /* fall through */
-puthex32:               /* EAX as eight hex digits */
-    push %eax
-    shr $16, %eax
-    call puthex16
-    pop %eax
-    call puthex16
-    ret
+    /* falls through into puthex32 */
+#include "puthex32.inc"
 
 leaves:
     .long 0x40000000, 0x40000001, 0x40000003, 0x40000004, 0x4000000a, 0

@@ -94,34 +94,11 @@ def test_pci_scan(build, machine, on):
 def test_migrate_queued_index(build, machine):
     """An index write still queued when the VM stops reaches the RTC before
     its state is saved: the guest reads the right register after migration."""
-    with tempfile.TemporaryDirectory() as d:
-        stream = os.path.join(d, "vm.migration")
-        with guests.TinyVM(build, "cmos-migrate.bin", machine=machine) as src:
-            src.wait_output("W\n")
-            before = rtc_zone(src.qmp.cmd("x-query-coalesced-io"))
-            src.qmp.cmd("stop")
-            if src.proc.poll() is not None:
-                return False, "the guest finished before the harness stopped it"
-            info = src.qmp.cmd("x-query-coalesced-io")
-            src.qmp.cmd("migrate", uri=f"file:{stream}")
-            deadline = time.monotonic() + 60
-            while src.qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
-                if time.monotonic() > deadline:
-                    return False, "migration did not complete"
-                time.sleep(0.05)
-            status = src.qmp.cmd("query-migrate")["status"]
-        if status != "completed":
-            return False, f"migration {status}"
-        with guests.TinyVM(build, "cmos-migrate.bin", machine=machine,
-                           incoming="defer") as dst:
-            dst.qmp.cmd("migrate-incoming", uri=f"file:{stream}")
-            deadline = time.monotonic() + 60
-            while dst.qmp.cmd("query-status")["status"] != "paused":
-                if time.monotonic() > deadline:
-                    return False, "destination did not load the stream"
-                time.sleep(0.05)
-            dst.qmp.cmd("cont")
-            rc = dst.wait_exit()
+    with guests.tiny_migrated(build, "cmos-migrate.bin", machine,
+                              "x-query-coalesced-io") as (dst, before, info):
+        dst.qmp.cmd("cont")
+        rc = dst.wait_exit()
+    before = rtc_zone(before)
     want = guests.debug_exit_status(CMOS_MIGRATE_VALUE)
     z = rtc_zone(info)
     ok = rc == want and info["stop-drains"] >= 1 and z["writes"] > before["writes"]

@@ -23,7 +23,6 @@ import fcntl
 import os
 import subprocess
 import tempfile
-import time
 
 import guests
 
@@ -248,45 +247,18 @@ def test_reset(build, machine):
                 f"{zones}: {queued} writes queued")
 
 
-def migrate_to_file(src, stream):
-    src.qmp.cmd("migrate", uri=f"file:{stream}")
-    deadline = time.monotonic() + 60
-    while src.qmp.cmd("query-migrate").get("status") not in ("completed", "failed"):
-        if time.monotonic() > deadline:
-            return "migration did not complete"
-        time.sleep(0.05)
-    return src.qmp.cmd("query-migrate")["status"]
-
-
 def test_migrate_queued_cf8(build, machine):
     """A 32-bit 0xcf8 write still queued when the VM stops reaches
     CONFIG_ADDRESS before the PCI host's state is saved: after migration
     the guest reads the register it selected (tests/guest/cf8-migrate.S):
     the host bridge's class code, as query-pci has it, not its IDs."""
     sized = has_zone_len()
-    with tempfile.TemporaryDirectory() as d:
-        stream = os.path.join(d, "vm.migration")
-        with guests.TinyVM(build, "cf8-migrate.bin", machine=machine) as src:
-            src.wait_output("W\n")
-            before = conf_zones(src.qmp.cmd("x-query-coalesced-io"))
-            src.qmp.cmd("stop")
-            if src.proc.poll() is not None:
-                return False, "the guest finished before the harness stopped it"
-            info = src.qmp.cmd("x-query-coalesced-io")
-            status = migrate_to_file(src, stream)
-        if status != "completed":
-            return False, f"migration {status}"
-        with guests.TinyVM(build, "cf8-migrate.bin", machine=machine,
-                           incoming="defer") as dst:
-            dst.qmp.cmd("migrate-incoming", uri=f"file:{stream}")
-            deadline = time.monotonic() + 60
-            while dst.qmp.cmd("query-status")["status"] != "paused":
-                if time.monotonic() > deadline:
-                    return False, "destination did not load the stream"
-                time.sleep(0.05)
-            host = next(b for b in dst.qmp.cmd("query-pci") if b["bus"] == 0)["devices"][0]
-            dst.qmp.cmd("cont")
-            out = dst.wait_output("done\n")
+    with guests.tiny_migrated(build, "cf8-migrate.bin", machine,
+                              "x-query-coalesced-io") as (dst, before, info):
+        host = next(b for b in dst.qmp.cmd("query-pci") if b["bus"] == 0)["devices"][0]
+        dst.qmp.cmd("cont")
+        out = dst.wait_output("done\n")
+    before = conf_zones(before)
     values = dict(line.split() for line in out.splitlines() if line.startswith(("first", "then")))
     first, then = int(values.get("first", "0"), 16), int(values.get("then", "0"), 16)
     want_first = host["id"]["device"] << 16 | host["id"]["vendor"]
@@ -302,23 +274,19 @@ def test_migrate_queued_cf8(build, machine):
     return ok, "\n".join(diag)
 
 
-TESTS = []
-for m in MACHINES:
-    TESTS += [
-        (f"coalesced-io/{m}: 0xcf8 without KVM_CAP_COALESCED_ZONE_LEN: byte zones as "
-         "before, PCI scan right, no warning", lambda b, m=m: test_fallback(b, m)),
-        (f"coalesced-io/{m}: 0xcf8 sized zone refused by KVM (EINVAL): byte zones, "
-         "no warning, trace event, PCI scan and reset right",
-         lambda b, m=m: test_refused_flag(b, m)),
-        (f"coalesced-io/{m}: sized zone: PCI scan with the 4-byte zone at 0xcf8, its "
-         "writes queued (QMP) and not exits to QEMU (kvm_run_exit)",
-         lambda b, m=m: test_sized_pci_scan(b, m)),
-        (f"coalesced-io/{m}: 0xcf8 byte and word accesses exit and work, 0xcf9 reads "
-         "back at once, sized zone queues the dword writes",
-         lambda b, m=m: test_sizes(b, m)),
-        (f"coalesced-io/{m}: 0xcf8 writes then a reset through 0xcf9: the reset is "
-         "immediate, the writes queued in the sized zone",
-         lambda b, m=m: test_reset(b, m)),
-        (f"coalesced-io/{m}: a 32-bit 0xcf8 write queued at stop survives migration",
-         lambda b, m=m: test_migrate_queued_cf8(b, m)),
-    ]
+# Each test runs on every machine type, as "coalesced-io/MACHINE: what it checks".
+PER_MACHINE = [
+    ("0xcf8 without KVM_CAP_COALESCED_ZONE_LEN: byte zones as before, PCI scan "
+     "right, no warning", test_fallback),
+    ("0xcf8 sized zone refused by KVM (EINVAL): byte zones, no warning, trace "
+     "event, PCI scan and reset right", test_refused_flag),
+    ("sized zone: PCI scan with the 4-byte zone at 0xcf8, its writes queued "
+     "(QMP) and not exits to QEMU (kvm_run_exit)", test_sized_pci_scan),
+    ("0xcf8 byte and word accesses exit and work, 0xcf9 reads back at once, "
+     "sized zone queues the dword writes", test_sizes),
+    ("0xcf8 writes then a reset through 0xcf9: the reset is immediate, the "
+     "writes queued in the sized zone", test_reset),
+    ("a 32-bit 0xcf8 write queued at stop survives migration", test_migrate_queued_cf8),
+]
+TESTS = [(f"coalesced-io/{m}: {what}", lambda b, m=m, fn=fn: fn(b, m))
+         for m in MACHINES for what, fn in PER_MACHINE]

@@ -31,13 +31,7 @@ PMEM_SIZE = 128 << 20
 HOST_NOISE = ("virHostCPUGetCPUID", "virHostCPUGetTscInfo", "dnsmasqCapsNewFromBinary",
               "udevGetDMIData")
 
-GUEST_SCRIPT = """#!/bin/sh
-modprobe virtio_pci
-modprobe virtio_pmem
-modprobe nd_pmem
-modprobe ext4
-i=0
-while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+GUEST_SCRIPT = "#!/bin/sh\n" + guests.LOAD_PMEM + """modprobe ext4
 mount -t ext4 -o dax /dev/pmem0 /mnt && echo "@@ mounted dax"
 echo 'first write, before save' > /mnt/first.txt
 sync /mnt/first.txt && echo "@@ phase1 ok"

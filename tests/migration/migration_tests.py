@@ -122,6 +122,18 @@ def wait_final(vm, timeout=120):
     return info
 
 
+def migrate_over_socket(g, src, dst, tmp, kind="unix"):
+    """Migrate src into dst (started with -incoming defer) over a `kind`
+    socket until both sides completed; returns how many pages the guest
+    had written when it began (for check_equal_ram)."""
+    uri = listen(dst, kind, tmp)
+    w0 = g.status(src).written
+    src.qmp.cmd("migrate", uri=uri)
+    wait_final(src)
+    wait_final(dst)
+    return w0
+
+
 def check_equal_ram(g, src, dst, w_before):
     """Both sides stopped: RAM byte for byte, the pattern consistent, and the
     guest wrote pages after migration began.  Returns the checked status."""
@@ -191,14 +203,11 @@ def precopy(build, tmp, src_which, dst_which, machine, kind, results, name, caps
             dst = g.start(dst_which, machine, paused=True, incoming="defer")
             set_caps(dst, caps)
             dst.qmp.cmd("migrate-incoming", uri=dst_uri)
+            wait_final(dst)
         else:
             dst = g.start(dst_which, machine, paused=True, incoming="defer")
             set_caps(dst, caps)
-            src_uri = listen(dst, kind, tmp)
-            w0 = g.status(src).written
-            src.qmp.cmd("migrate", uri=src_uri)
-            wait_final(src)
-        wait_final(dst)
+            w0 = migrate_over_socket(g, src, dst, tmp, kind)
         dst.wait_status("paused")
         if src_watch:
             ok, how = src_watch[1](src, watched)
@@ -316,11 +325,7 @@ def pmem(build, tmp, results, name, size, machine="pc"):
         expect(any(d.get("type") == "virtio-pmem" and d["data"]["size"] == size
                    for d in devs), f"no virtio-pmem of {size} bytes: {devs}")
         set_params(src, **{"max-bandwidth": PMEM_BANDWIDTH})
-        uri = listen(dst, "unix", tmp)
-        w0 = g.status(src).written
-        src.qmp.cmd("migrate", uri=uri)
-        wait_final(src)
-        wait_final(dst)
+        w0 = migrate_over_socket(g, src, dst, tmp)
         with open(dst_file, "rb") as f:
             got = f.read()
         if got != content:
@@ -388,11 +393,7 @@ def compat_pmem(build, tmp, src_which, dst_which, results, name,
         dst = g.start(dst_which, machine, ours_args if dst_which == "ours" else [],
                       ram=ram, paused=True, incoming="defer")
         plug_pmem(dst, path, size)
-        uri = listen(dst, "unix", tmp)
-        w0 = g.status(src).written
-        src.qmp.cmd("migrate", uri=uri)
-        wait_final(src)
-        wait_final(dst)
+        w0 = migrate_over_socket(g, src, dst, tmp)
         dst.wait_status("paused")
         devs = [d["data"] for d in dst.qmp.cmd("query-memory-devices")
                 if d.get("type") == "virtio-pmem"]
@@ -447,11 +448,7 @@ def killed_destination(build, tmp, results, name, machine="pc"):
 
         dst2 = g.start("ours", machine, paused=True, incoming="defer")
         set_params(src, **{"max-bandwidth": BANDWIDTH})
-        uri = listen(dst2, "unix", tmp)
-        w0 = g.status(src).written
-        src.qmp.cmd("migrate", uri=uri)
-        wait_final(src)
-        wait_final(dst2)
+        w0 = migrate_over_socket(g, src, dst2, tmp)
         results.append((f"{name}: retried migration to a new destination, RAM equal",
                         check_equal_ram(g, src, dst2, w0)))
     finally:

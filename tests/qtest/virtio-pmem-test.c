@@ -449,6 +449,31 @@ static uint32_t pmem_request(PMem *t, uint32_t type)
     return pmem_flush(t, type, &f);
 }
 
+/*
+ * One flush queued and kicked; returns once syncfs saw its sync begin
+ * (held there for the delay the test's syncfs was given).
+ */
+static Flush flush_in_flight(PMem *t)
+{
+    Flush f;
+
+    qvirtqueue_reset_pool(t->vq);
+    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
+    f.avail_ns = pmem_kick(t, f.head);
+    wait_sync_started(t, 1);
+    return f;
+}
+
+/* @n flushes, each with a response slot of its own, queued and kicked. */
+static void queue_flushes(PMem *t, Flush *f, uint64_t *resp, int n)
+{
+    for (int i = 0; i < n; i++) {
+        resp[i] = guest_alloc(&t->alloc, 4);
+        f[i].head = pmem_queue_at(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, resp[i]);
+        f[i].avail_ns = pmem_kick(t, f[i].head);
+    }
+}
+
 static QDict *pmem_stats(QTestState *qts, const char *id)
 {
     QDict *rsp = qtest_qmp(qts, "{'execute': 'x-query-virtio-pmem'}");
@@ -714,16 +739,9 @@ static void test_group_commit(void)
     if (!t) {
         return;
     }
-    qvirtqueue_reset_pool(t->vq);
-    first.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    first.avail_ns = pmem_kick(t, first.head);
-    wait_sync_started(t, 1);
+    first = flush_in_flight(t);
 
-    for (int i = 0; i < 8; i++) {
-        resp[i] = guest_alloc(&t->alloc, 4);
-        f[i].head = pmem_queue_at(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, resp[i]);
-        f[i].avail_ns = pmem_kick(t, f[i].head);
-    }
+    queue_flushes(t, f, resp, 8);
     wait_stat(t, "in-flight", 9);
     recs = sync_records(t);
     g_assert_cmpuint(recs->len, ==, 1);
@@ -766,16 +784,9 @@ static void test_group_eio(void)
     if (!t) {
         return;
     }
-    qvirtqueue_reset_pool(t->vq);
-    first.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    first.avail_ns = pmem_kick(t, first.head);
-    wait_sync_started(t, 1);
+    first = flush_in_flight(t);
     syncfs_control(300000, true);       /* from the next sync on */
-    for (int i = 0; i < 8; i++) {
-        resp[i] = guest_alloc(&t->alloc, 4);
-        f[i].head = pmem_queue_at(t, VIRTIO_PMEM_REQ_TYPE_FLUSH, resp[i]);
-        f[i].avail_ns = pmem_kick(t, f[i].head);
-    }
+    queue_flushes(t, f, resp, 8);
     first.seen_ns = wait_used(t, first.head, &len);
     g_assert_cmphex(qtest_readl(t->qts, t->resp), ==, RESP_OK);
     for (int i = 0; i < 8; i++) {
@@ -1141,21 +1152,6 @@ static void assert_unanswered(PMem *t)
 }
 
 /*
- * One flush queued and kicked; returns once syncfs saw its sync begin
- * (held there for the delay the test's syncfs was given).
- */
-static Flush flush_in_flight(PMem *t)
-{
-    Flush f;
-
-    qvirtqueue_reset_pool(t->vq);
-    f.head = pmem_queue(t, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(t, f.head);
-    wait_sync_started(t, 1);
-    return f;
-}
-
-/*
  * Unplug with a flush in flight: syncfs holds the sync 2 s; the unplug
  * is accepted while it runs and carried out (DEVICE_DELETED) while it
  * still runs: nothing waits for it.  The system reset that carried the
@@ -1445,10 +1441,7 @@ static void test_migrate(const void *data)
         set_postcopy(dst);
     }
     /* the destination is up first: the sync's 2 s are for the start */
-    qvirtqueue_reset_pool(src->vq);
-    f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(src, f.head);
-    wait_sync_started(src, 1);
+    f = flush_in_flight(src);
     qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
                              " {'uri': %s}}", uri);
     migrate_ns = mono_ns();
@@ -1517,10 +1510,7 @@ static void test_shared_file_flush_in_flight(void)
         return;
     }
     dst = pmem_dest(src->path, NULL, uri);
-    qvirtqueue_reset_pool(src->vq);
-    f.head = pmem_queue(src, VIRTIO_PMEM_REQ_TYPE_FLUSH);
-    f.avail_ns = pmem_kick(src, f.head);
-    wait_sync_started(src, 1);
+    f = flush_in_flight(src);
     qtest_qmp_assert_success(src->qts, "{'execute': 'migrate', 'arguments':"
                              " {'uri': %s}}", uri);
     migrate_ns = mono_ns();
