@@ -270,13 +270,12 @@ def dirty_log_watch(manual):
 NESTED_FAULTS = ("KVM internal error", "Failed to set special registers")
 
 
-def nested_fault(e):
-    """The nested fault behind exception e, if any: in its text, or in the
-    stderr of a QEMU that died under the scenario (mt.DEATHS), since a QEMU
-    that dies with QMP open reaches the harness as a reset connection."""
-    for text in [str(e)] + mt.DEATHS:
-        if any(f in text for f in NESTED_FAULTS):
-            return text.strip().splitlines()[-1][:200]
+def nested_fault(texts):
+    """The first line of `texts` that shows a nested fault, or None."""
+    for text in texts:
+        for line in text.splitlines():
+            if any(f in line for f in NESTED_FAULTS):
+                return line.strip()[:200]
     return None
 
 
@@ -289,7 +288,9 @@ def retry_nested_fault(fn):
         try:
             fn(tmp, res)
         except Exception as e:
-            fault = nested_fault(e)
+            # a QEMU that dies with QMP open reaches the harness as a reset
+            # connection: its stderr (mt.DEATHS) has the fault
+            fault = nested_fault([str(e)] + mt.DEATHS)
             if res or fault is None:
                 raise
             print(f"#   nested KVM fault before the scenario's first check, running it "
@@ -309,10 +310,9 @@ def retry_test_on_nested_fault(fn):
         except Exception as e:
             res = (False, repr(e))
         if isinstance(res, tuple) and res[0] is False:
-            fault = next((line for line in str(res[1]).splitlines()
-                          if any(f in line for f in NESTED_FAULTS)), None)
+            fault = nested_fault([str(res[1])])
             if fault is not None:
-                print(f"#   nested KVM fault, running the test again: {fault[:200]}",
+                print(f"#   nested KVM fault, running the test again: {fault}",
                       flush=True)
                 return fn(build)
         return res
