@@ -32,18 +32,11 @@ PORTS = [
     (0xcf8, 4, "PCI config address", True),
     (0x3e8, 1, "unassigned port (never coalesced)", False),
 ]
-KVM_CHECK_EXTENSION = 0xae03
-KVM_CAP_COALESCED_ZONE_LEN = 239
 
 
 def kvm_zone_len():
     """Whether this /dev/kvm restricts zones to one access length."""
-    import fcntl
-    fd = os.open("/dev/kvm", os.O_RDWR)
-    try:
-        return fcntl.ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_ZONE_LEN) > 0
-    finally:
-        os.close(fd)
+    return guests.kvm_check_extension(guests.KVM_CAP_COALESCED_ZONE_LEN) > 0
 
 
 def spread(values):

@@ -51,6 +51,23 @@ def kvm_unavailable():
     return None if version == 12 else f"/dev/kvm speaks KVM API {version}, not 12"
 
 
+# KVM capabilities the tests ask about (linux-headers/linux/kvm.h; 239 is
+# ours, kernel-patches/6.12 0006)
+KVM_CAP_COALESCED_MMIO = 15
+KVM_CAP_COALESCED_PIO = 162
+KVM_CAP_COALESCED_ZONE_LEN = 239
+
+
+def kvm_check_extension(cap):
+    """KVM_CHECK_EXTENSION of `cap` on /dev/kvm: 0 when absent."""
+    import fcntl
+    fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, 0xae03, cap)          # KVM_CHECK_EXTENSION
+    finally:
+        os.close(fd)
+
+
 def kvm_description():
     """Which KVM this is: the lab's nested one or the host's, and its module."""
     mods = [m for m in ("kvm_amd", "kvm_intel", "kvm_pvm") if os.path.isdir(f"/sys/module/{m}")]

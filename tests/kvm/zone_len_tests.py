@@ -19,16 +19,12 @@ from QEMU.  A kernel that announces the capability and refuses the flag is
 made with an LD_PRELOAD shim (zone-len-cap-shim.c) that answers 1 for the
 capability on a kernel that lacks it: QEMU itself has no knob for it.
 """
-import fcntl
 import os
 import subprocess
 import tempfile
 
 import guests
 
-KVM_CHECK_EXTENSION = 0xae03
-KVM_CAP_COALESCED_PIO = 162
-KVM_CAP_COALESCED_ZONE_LEN = 239
 MACHINES = ("pc", "q35")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,16 +37,8 @@ RESET_QUEUED = 100
 RESET_OUT = "first\nsecond\n"
 
 
-def kvm_cap(cap):
-    fd = os.open("/dev/kvm", os.O_RDWR)
-    try:
-        return fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap)
-    finally:
-        os.close(fd)
-
-
 def has_zone_len():
-    return kvm_cap(KVM_CAP_COALESCED_ZONE_LEN) > 0
+    return guests.kvm_check_extension(guests.KVM_CAP_COALESCED_ZONE_LEN) > 0
 
 
 def conf_zones(info):
@@ -83,7 +71,8 @@ def io_exits(path):
 
 def shim(build):
     """The LD_PRELOAD library that makes KVM_CHECK_EXTENSION answer 1 for
-    KVM_CAP_COALESCED_ZONE_LEN; built once into a temporary directory."""
+    KVM_CAP_COALESCED_ZONE_LEN, built into a temporary directory (the
+    caller removes it)."""
     d = tempfile.mkdtemp(prefix="zone-len-shim-")
     so = os.path.join(d, "zone-len-cap-shim.so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-o", so,
@@ -107,25 +96,24 @@ def zone_complaints(err):
 def run_pci_scan(build, machine, pio="on", wrapper=()):
     """The PCI scan guest: (its devices, query-pci's, QMP info, port I/O
     exits to QEMU, HMP info coalesced-io, QEMU's stderr)."""
-    d = tempfile.mkdtemp(prefix="pci-scan-")
-    trace, trace_path = exit_trace(d)
-    vm = guests.TinyVM(build, "pci-scan.bin", machine=machine,
-                       accel=f"kvm,coalesced-pio={pio}", start=False,
-                       wrapper=wrapper, extra=trace)
-    try:
-        buses = vm.qmp.cmd("query-pci")
-        vm.qmp.cmd("cont")
-        out = vm.wait_output("done\n")
-        info = vm.qmp.cmd("x-query-coalesced-io")
-        hmp = vm.qmp.cmd("human-monitor-command",
-                         **{"command-line": "info coalesced-io"})
-    finally:
-        err = stderr_of(vm)
-    exits = io_exits(trace_path)
-    subprocess.run(["rm", "-rf", d])
-    want = sorted(f"{d['slot']:02x}.{d['function']:x} "
-                  f"{d['id']['vendor']:04x}:{d['id']['device']:04x}"
-                  for d in next(b for b in buses if b["bus"] == 0)["devices"])
+    with tempfile.TemporaryDirectory(prefix="pci-scan-") as d:
+        trace, trace_path = exit_trace(d)
+        vm = guests.TinyVM(build, "pci-scan.bin", machine=machine,
+                           accel=f"kvm,coalesced-pio={pio}", start=False,
+                           wrapper=wrapper, extra=trace)
+        try:
+            buses = vm.qmp.cmd("query-pci")
+            vm.qmp.cmd("cont")
+            out = vm.wait_output("done\n")
+            info = vm.qmp.cmd("x-query-coalesced-io")
+            hmp = vm.qmp.cmd("human-monitor-command",
+                             **{"command-line": "info coalesced-io"})
+        finally:
+            err = stderr_of(vm)
+        exits = io_exits(trace_path)
+    want = sorted(f"{dev['slot']:02x}.{dev['function']:x} "
+                  f"{dev['id']['vendor']:04x}:{dev['id']['device']:04x}"
+                  for dev in next(b for b in buses if b["bus"] == 0)["devices"])
     got = sorted(line for line in out.splitlines() if line != "done")
     return got, want, info, exits, hmp, err
 
@@ -139,7 +127,7 @@ def test_fallback(build, machine):
     zones = conf_zones(info)
     ok = (got == want and got and not info["x-zone-len"]
           and zone_shape(zones) == BYTE_ZONES
-          and all(z["registered"] for z in zones) == bool(kvm_cap(KVM_CAP_COALESCED_PIO))
+          and all(z["registered"] for z in zones) == bool(guests.kvm_check_extension(guests.KVM_CAP_COALESCED_PIO))
           and not zone_complaints(err))
     return ok, (f"guest saw {got}, query-pci {want}\nzones {zones}\n"
                 f"x-zone-len {info['x-zone-len']}\nHMP:\n{hmp}\nstderr: {err!r}")
@@ -151,7 +139,7 @@ def test_refused_flag(build, machine):
     through 0xcf9 right."""
     if has_zone_len():
         return guests.Skip("this KVM takes sized zones: nothing to refuse")
-    if not kvm_cap(KVM_CAP_COALESCED_PIO):
+    if not guests.kvm_check_extension(guests.KVM_CAP_COALESCED_PIO):
         return guests.Skip("this KVM has no coalesced port I/O")
     so = shim(build)
     try:

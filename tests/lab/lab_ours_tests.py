@@ -12,7 +12,6 @@ layer; tests/lab/lab.py).
 TESTS is the list; a test of another part of the tree that needs our
 kernel's KVM can be appended to it.
 """
-import fcntl
 import os
 import subprocess
 import sys
@@ -22,9 +21,6 @@ sys.path.insert(0, os.path.join(TOP, "tests"))
 import guests  # noqa: E402
 # CONFIG_LOCALVERSION of tests/lab/l1-kernel.config
 LOCALVERSION = "-dm-lab"
-KVM_CHECK_EXTENSION = 0xAE03           # _IO(KVMIO, 0x03)
-KVM_CAP_COALESCED_MMIO = 15
-KVM_CAP_COALESCED_ZONE_LEN = 239
 # What coalesced_io_test prints when it has tested the sized zones.
 SELFTEST_LINES = (
     "sized zones: invalid flags and lengths refused: ok",
@@ -38,14 +34,6 @@ def selftest_path(build, name):
     return os.path.join(build, "kernel", "lab", "kvm-selftests", name)
 
 
-def check_extension(cap):
-    fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        return fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap)
-    finally:
-        os.close(fd)
-
-
 def test_kernel(build):
     """The L1 runs our patched 6.12 kernel."""
     release = os.uname().release
@@ -57,8 +45,8 @@ def test_kernel(build):
 def test_capability(build):
     """KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_ZONE_LEN) is 1 on /dev/kvm,
     where coalesced MMIO is there."""
-    mmio = check_extension(KVM_CAP_COALESCED_MMIO)
-    zone_len = check_extension(KVM_CAP_COALESCED_ZONE_LEN)
+    mmio = guests.kvm_check_extension(guests.KVM_CAP_COALESCED_MMIO)
+    zone_len = guests.kvm_check_extension(guests.KVM_CAP_COALESCED_ZONE_LEN)
     return mmio > 0 and zone_len == 1, (f"KVM_CAP_COALESCED_MMIO = {mmio}, "
                                         f"KVM_CAP_COALESCED_ZONE_LEN = {zone_len} (wanted 1)")
 
