@@ -40,7 +40,7 @@ def fuzz_binary(build):
     return os.path.join(build, "sanitized", "qemu", "qemu-fuzz-x86_64")
 
 
-def sanitizer_env(extra=None):
+def sanitizer_env():
     """halt_on_error everywhere; leaks are reported at each input's end
     and at exit, less the base's own (lsan.supp says which and why)."""
     env = guests_env()
@@ -50,11 +50,10 @@ def sanitizer_env(extra=None):
         "allocator_may_return_null=1"])
     env["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:print_stacktrace=1:symbolize=1"
     env["LSAN_OPTIONS"] = f"suppressions={os.path.join(HERE, 'lsan.supp')}:print_suppressions=0"
-    for sym in ("/usr/bin/llvm-symbolizer", "/usr/lib/llvm-14/bin/llvm-symbolizer"):
-        if os.access(sym, os.X_OK):
-            env["ASAN_SYMBOLIZER_PATH"] = sym
-            break
-    env.update(extra or {})
+    sym = shutil.which("llvm-symbolizer") or shutil.which(
+        "llvm-symbolizer", path="/usr/lib/llvm-14/bin")
+    if sym:
+        env["ASAN_SYMBOLIZER_PATH"] = sym
     return env
 
 
@@ -105,11 +104,14 @@ def run_fuzzer(build, target, args, timeout, cwd):
         return f"no end after {timeout}s", out
 
 
+# what libFuzzer leaves behind for an input that failed
+ARTIFACTS = ("crash-", "leak-", "timeout-", "oom-")
+
+
 def verdict(rc, out, cwd):
     """(ok, why): a clean libFuzzer run exits 0 with no report and leaves
     no crash/leak/timeout artifact behind."""
-    artifacts = [n for n in os.listdir(cwd)
-                 if n.startswith(("crash-", "leak-", "timeout-", "oom-"))]
+    artifacts = [n for n in os.listdir(cwd) if n.startswith(ARTIFACTS)]
     m = REPORT.search(out)
     if rc == 0 and not m and not artifacts:
         return True, ""
@@ -131,7 +133,7 @@ def stats(out):
     return f"{runs} runs, cov {cov}, ft {ft}, corpus {corp} ({size}), {eps} exec/s"
 
 
-def test_replay(build, target, files, what):
+def test_replay(target, files, what):
     """Each input run once (libFuzzer's file arguments)."""
     def fn(build):
         if not files:
@@ -143,7 +145,7 @@ def test_replay(build, target, files, what):
     return fn
 
 
-def test_regress(build, target, path, known):
+def test_regress(target, path, known):
     def fn(build):
         with tempfile.TemporaryDirectory(prefix="dm-fuzz-") as cwd:
             rc, out = run_fuzzer(build, target, [path], 120, cwd)
@@ -155,7 +157,7 @@ def test_regress(build, target, path, known):
     return fn
 
 
-def test_fuzz(build, target, seconds, start):
+def test_fuzz(target, seconds, start):
     """libFuzzer for a bounded time from a scratch corpus holding the
     seeds and the fixed regression inputs (or DM_FUZZ_KEEP/TARGET, which
     keeps what it grows); nothing is written into the tree."""
@@ -173,7 +175,7 @@ def test_fuzz(build, target, seconds, start):
                 with open(os.path.join(keep, f"{target}.log"), "w") as f:
                     f.write(out)
                 for n in os.listdir(cwd):
-                    if n.startswith(("crash-", "leak-", "timeout-", "oom-")):
+                    if n.startswith(ARTIFACTS):
                         shutil.copy(os.path.join(cwd, n), keep)
             print(f"# fuzz: {target}: {stats(out)}", flush=True)
             return ok, (why + "\n" if why else "") + stats(out)
@@ -192,13 +194,13 @@ def run(tap, build):
         secs = int(seconds) if seconds else default
         seeds, regress = inputs(target)
         tests.append((f"{target}: seed corpus replays clean",
-                      test_replay(build, target, seeds, "seed inputs")))
+                      test_replay(target, seeds, "seed inputs")))
         for path in regress:
             name = os.path.basename(path)
             tests.append((f"{target}: {name} replays clean",
-                          test_regress(build, target, path, bugs.get((target, name)))))
+                          test_regress(target, path, bugs.get((target, name)))))
         fixed = [p for p in regress if (target, os.path.basename(p)) not in bugs]
         tests.append((f"{target}: {secs} s of fuzzing from the corpus, no crash, "
                        "leak or sanitizer report",
-                      test_fuzz(build, target, secs, seeds + fixed)))
+                      test_fuzz(target, secs, seeds + fixed)))
     guests.run_tests(tap, "fuzz", tests, build, fail=fail)
