@@ -243,46 +243,42 @@ def inner_command(build, layers):
             + " ".join(layers))
 
 
-def run(tap, build):
-    why = unavailable(build)
+def run_layers(tap, build, prefix, layers, kernel=None, timeout=2400):
+    """One boot of an L1 (`kernel`, as run_in_lab takes it) running the
+    layers `layers`, their results reported as `PREFIX: ...`."""
+    why = unavailable(build, kernel)
     if why:
-        tap.result(False, "lab: L1 guest", diag=why)
+        tap.result(False, f"{prefix}: L1 guest", diag=why)
         return
-    relay = Relay(tap)
+    relay = Relay(tap, prefix)
     t0 = time.monotonic()
-    # DM_LAB_LAYERS (comma-separated) runs only some of them (tests/mutations.py)
-    layers = os.environ.get("DM_LAB_LAYERS", "").split(",") if os.environ.get(
-        "DM_LAB_LAYERS") else INNER_LAYERS
-    status, console = run_in_lab(build, inner_command(build, layers),
-                                 on_line=relay.line)
-    print(f"# lab: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
+    status, console = run_in_lab(build, inner_command(build, layers), timeout=timeout,
+                                 on_line=relay.line, kernel=kernel)
+    print(f"# {prefix}: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
           flush=True)
     if relay.summary is None or status is None:
-        tap.result(False, "lab: the L1's runner finished and reported its summary",
+        tap.result(False, f"{prefix}: the L1's runner finished and reported its summary",
                    diag=console[-4000:])
     elif relay.results == 0:
-        tap.result(False, "lab: the L1's runner reported no result", diag=console[-4000:])
+        tap.result(False, f"{prefix}: the L1's runner reported no result",
+                   diag=console[-4000:])
+
+
+def layers_from(var, default):
+    """The comma-separated layers in environment variable `var`, else `default`."""
+    return os.environ[var].split(",") if os.environ.get(var) else default
+
+
+def run(tap, build):
+    """The lab layer: INNER_LAYERS in the L1 that DM_LAB_KERNEL names
+    (Debian's by default); DM_LAB_LAYERS runs only some of them
+    (tests/mutations.py)."""
+    run_layers(tap, build, "lab", layers_from("DM_LAB_LAYERS", INNER_LAYERS))
 
 
 def run_ours(tap, build):
     """The lab-ours layer: one boot of our patched L1 kernel running the
-    layers of OURS_INNER_LAYERS (DM_LAB_OURS_LAYERS, comma-separated, runs
-    only some of them), their results reported as `lab-6.12: ...`."""
-    why = unavailable(build, "ours")
-    if why:
-        tap.result(False, f"{OURS_PREFIX}: L1 guest", diag=why)
-        return
-    relay = Relay(tap, OURS_PREFIX)
-    t0 = time.monotonic()
-    layers = os.environ.get("DM_LAB_OURS_LAYERS", "").split(",") if os.environ.get(
-        "DM_LAB_OURS_LAYERS") else OURS_INNER_LAYERS
-    status, console = run_in_lab(build, inner_command(build, layers), timeout=1800,
-                                 on_line=relay.line, kernel="ours")
-    print(f"# {OURS_PREFIX}: L1 ran {time.monotonic() - t0:.0f}s, its runner exited {status}",
-          flush=True)
-    if relay.summary is None or status is None:
-        tap.result(False, f"{OURS_PREFIX}: the L1's runner finished and reported its summary",
-                   diag=console[-4000:])
-    elif relay.results == 0:
-        tap.result(False, f"{OURS_PREFIX}: the L1's runner reported no result",
-                   diag=console[-4000:])
+    layers of OURS_INNER_LAYERS (DM_LAB_OURS_LAYERS runs only some of
+    them), their results reported as `lab-6.12: ...`."""
+    run_layers(tap, build, OURS_PREFIX, layers_from("DM_LAB_OURS_LAYERS", OURS_INNER_LAYERS),
+               kernel="ours", timeout=1800)
