@@ -132,18 +132,13 @@ def main():
     ap = lab_run.parser()
     ap.add_argument("--count", type=int, default=50000, help="writes per run to start with")
     ap.add_argument("--max-count", type=int, default=800000)
-    ap.add_argument("--lab-only", action="store_true",
-                    help="the lab's figures only (not the host's KVM)")
     ap.add_argument("--ports", help="comma-separated ports to measure (default: all)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     out_dir = lab_run.out_dir(args)
 
     rows = []
-    places = lab_run.places(args.where)
-    if args.lab_only and args.where != "here":
-        places = ["lab"]
-    for accel in places:
+    for accel in lab_run.places(args.where):
         if args.where == "here" or accel == "host":
             rows += figures_here(build, accel, args.reps, args.count, args.max_count,
                                  [int(p, 0) for p in args.ports.split(",")] if args.ports else None)

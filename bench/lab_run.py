@@ -23,8 +23,9 @@ def parser(reps=7):
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
     ap.add_argument("--reps", type=int, default=reps)
-    ap.add_argument("--where", choices=("auto", "here"), default="auto",
-                    help="auto: the host's KVM when usable, and the lab; here: this machine")
+    ap.add_argument("--where", choices=("auto", "here", "lab"), default="auto",
+                    help="auto: the host's KVM when usable, and the lab; here: this "
+                    "machine; lab: the lab only")
     ap.add_argument("--out", help="directory for the report (default BUILD/bench)")
     return ap
 
@@ -39,6 +40,8 @@ def places(where):
     """[(accel, None)] to run here, or with the lab: ("lab", reason or None)."""
     if where == "here":
         return ["lab" if os.environ.get("DM_LAB") else "host"]
+    if where == "lab":
+        return ["lab"]
     out = []
     why = guests.kvm_unavailable()
     if why is None:
