@@ -263,22 +263,6 @@ def dirty_log_watch(manual):
     return before, after
 
 
-# What the nested KVM has been seen to do, rarely, to a QEMU that runs
-# fine the next time: an emulation failure mid-boot (the mem-pattern
-# guest's registers turned to pattern data), and KVM_SET_SREGS refusing
-# the state QEMU puts after init (CI of stops 19 and 20).
-NESTED_FAULTS = ("KVM internal error", "Failed to set special registers")
-
-
-def nested_fault(texts):
-    """The first line of `texts` that shows a nested fault, or None."""
-    for text in texts:
-        for line in text.splitlines():
-            if any(f in line for f in NESTED_FAULTS):
-                return line.strip()[:200]
-    return None
-
-
 def retry_nested_fault(fn):
     """Run a scenario again, once, when the nested KVM failed it before any
     check ran (docs/lab.md): a fault of the nested setup, not of migration,
@@ -290,7 +274,7 @@ def retry_nested_fault(fn):
         except Exception as e:
             # a QEMU that dies with QMP open reaches the harness as a reset
             # connection: its stderr (mt.DEATHS) has the fault
-            fault = nested_fault([str(e)] + mt.DEATHS)
+            fault = guests.nested_fault([str(e)] + mt.DEATHS)
             if res or fault is None:
                 raise
             print(f"#   nested KVM fault before the scenario's first check, running it "
@@ -298,24 +282,6 @@ def retry_nested_fault(fn):
             del mt.DEATHS[:]
             with tempfile.TemporaryDirectory(prefix="migretry-") as again:
                 fn(again, res)
-    return run
-
-
-def retry_test_on_nested_fault(fn):
-    """The same for a Linux-guest test: one more run when it failed with a
-    nested fault in its diagnostics."""
-    def run(build):
-        try:
-            res = fn(build)
-        except Exception as e:
-            res = (False, repr(e))
-        if isinstance(res, tuple) and res[0] is False:
-            fault = nested_fault([str(res[1])])
-            if fault is not None:
-                print(f"#   nested KVM fault, running the test again: {fault}",
-                      flush=True)
-                return fn(build)
-        return res
     return run
 
 
@@ -361,6 +327,5 @@ TESTS = [
 
 
 def run(tap, build):
-    guests.run_tests(tap, "lab-kvm", [(n, retry_test_on_nested_fault(f)) for n, f in TESTS],
-                     build)
+    guests.run_tests(tap, "lab-kvm", TESTS, build)
     mt.run_scenarios(tap, build, migration_scenarios(build))
