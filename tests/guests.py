@@ -287,10 +287,15 @@ def stop_qemu(proc, qmp):
 # fine the next time (docs/lab.md): an emulation failure mid-boot (the
 # mem-pattern guest's registers turned to pattern data), KVM_SET_SREGS
 # refusing the state QEMU puts after init (CI of stops 19 and 20), and a
-# tiny guest's vCPU found outside its code (TinyVM.left_its_code; stop 21).
+# tiny guest's vCPU found outside its code (TinyVM.left_its_code; stop 21),
+# a source that stopped with a KVM internal error during a live migration
+# (its destination then takes over the stopped state: a local make check).
 GUEST_LEFT_ITS_CODE = "the guest's vCPU left its code"
 NESTED_FAULTS = ("KVM internal error", "Failed to set special registers",
-                 GUEST_LEFT_ITS_CODE)
+                 GUEST_LEFT_ITS_CODE, "VM status 'internal-error'")
+# runs of a test that failed with a nested fault, the first included: one
+# such fault in seven runs of the remap test on our 6.12 L1 (docs/lab.md)
+NESTED_FAULT_RUNS = 3
 
 
 def nested_fault(texts):
@@ -303,20 +308,21 @@ def nested_fault(texts):
 
 
 def retry_on_nested_fault(fn):
-    """A test that, in the lab, runs once more when it failed with a nested
-    fault in its diagnostics.  A fault of ours would fail the second run
-    too."""
+    """A test that, in the lab, runs again when it failed with a nested
+    fault in its diagnostics, NESTED_FAULT_RUNS times at most.  A fault of
+    ours would fail every run."""
     def run(build):
-        try:
-            res = fn(build)
-        except Exception as e:
-            res = (False, repr(e))
-        if isinstance(res, tuple) and res[0] is False:
+        for attempt in range(1, NESTED_FAULT_RUNS + 1):
+            try:
+                res = fn(build)
+            except Exception as e:
+                res = (False, repr(e))
+            if not (isinstance(res, tuple) and res[0] is False):
+                return res
             fault = nested_fault([str(res[1])])
-            if fault is not None:
-                print(f"#   nested KVM fault, running the test again: {fault}",
-                      flush=True)
-                return fn(build)
+            if fault is None or attempt == NESTED_FAULT_RUNS:
+                return res
+            print(f"#   nested KVM fault, running the test again: {fault}", flush=True)
         return res
     return run
 
@@ -594,7 +600,8 @@ class QemuVM:
             now = self.qmp.cmd("query-status")["status"]
             if now == status:
                 return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if (self.proc.poll() is not None or now == "internal-error"
+                    or time.monotonic() > deadline):
                 raise RuntimeError(f"VM status {now!r}, waited for {status!r}; "
                                    f"stderr: {self.stderr()}")
             time.sleep(0.05)

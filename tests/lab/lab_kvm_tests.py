@@ -264,24 +264,28 @@ def dirty_log_watch(manual):
 
 
 def retry_nested_fault(fn):
-    """Run a scenario again, once, when the nested KVM failed it before any
-    check ran (docs/lab.md): a fault of the nested setup, not of migration,
-    so it is reported and the scenario runs anew. A fault of ours would
-    fail the second run too."""
+    """Run a scenario again, guests.NESTED_FAULT_RUNS times at most, when
+    the nested KVM failed it before any check ran (docs/lab.md): a fault of
+    the nested setup, not of migration, so it is reported and the scenario
+    runs anew, in a fresh directory. A fault of ours would fail every run."""
     def run(tmp, res):
-        try:
-            fn(tmp, res)
-        except Exception as e:
-            # a QEMU that dies with QMP open reaches the harness as a reset
-            # connection: its stderr (mt.DEATHS) has the fault
-            fault = guests.nested_fault([str(e)] + mt.DEATHS)
-            if res or fault is None:
-                raise
-            print(f"#   nested KVM fault before the scenario's first check, running it "
-                  f"again: {fault}", flush=True)
-            del mt.DEATHS[:]
-            with tempfile.TemporaryDirectory(prefix="migretry-") as again:
-                fn(again, res)
+        for attempt in range(1, guests.NESTED_FAULT_RUNS + 1):
+            try:
+                if attempt == 1:
+                    fn(tmp, res)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="migretry-") as again:
+                        fn(again, res)
+                return
+            except Exception as e:
+                # a QEMU that dies with QMP open reaches the harness as a
+                # reset connection: its stderr (mt.DEATHS) has the fault
+                fault = guests.nested_fault([str(e)] + mt.DEATHS)
+                if res or fault is None or attempt == guests.NESTED_FAULT_RUNS:
+                    raise
+                print(f"#   nested KVM fault before the scenario's first check, "
+                      f"running it again: {fault}", flush=True)
+                del mt.DEATHS[:]
     return run
 
 
