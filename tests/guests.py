@@ -323,7 +323,6 @@ def retry_on_nested_fault(fn):
             if fault is None or attempt == NESTED_FAULT_RUNS:
                 return res
             print(f"#   nested KVM fault, running the test again: {fault}", flush=True)
-        return res
     return run
 
 
@@ -333,7 +332,7 @@ def run_tests(tap, layer, tests, build, skip=None, fail=None):
     skips them all; a `fail` reason (something missing that the layer
     needs) fails them all.  An exception, or any other result (None from
     an `and` chain, say), is a failure.  In the lab (DM_LAB), a test that
-    failed with a nested fault runs once more."""
+    failed with a nested fault runs again (retry_on_nested_fault)."""
     if skip is not None:
         Skip(skip)                      # one line, or the harness is wrong
     for name, fn in tests:
