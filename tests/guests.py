@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -516,7 +517,6 @@ class TinyVM:
         0xf000: the -bios image), else where it is, GUEST_LEFT_ITS_CODE
         first: a sign of its registers spoiled under nested KVM.  Only for
         guests that stay in real mode."""
-        import re
         regs = self.qmp.cmd("human-monitor-command",
                             **{"command-line": "info registers"})
         ip = re.search(r"[ER]IP=([0-9a-f]+)", regs)
